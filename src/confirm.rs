@@ -1,0 +1,44 @@
+//! The single confirmation before anything changes; reads from an injected input so that it
+//! can be tested without a terminal.
+
+use std::io::{self, BufRead, Write};
+
+/// Asks `question` on `output` and reads one answer; only "y" or "yes" proceeds.
+pub fn ask(question: &str, input: &mut dyn BufRead, output: &mut dyn Write) -> io::Result<bool> {
+    write!(output, "{question} [y/N] ")?;
+    output.flush()?;
+    let mut answer = String::new();
+    if input.read_line(&mut answer)? == 0 {
+        writeln!(output)?;
+        return Ok(false);
+    }
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(typed: &str) -> bool {
+        let mut output = Vec::new();
+        let yes = ask("Apply?", &mut typed.as_bytes(), &mut output).expect("in memory");
+        assert_eq!(
+            String::from_utf8(output).expect("utf-8").trim_end(),
+            "Apply? [y/N]"
+        );
+        yes
+    }
+
+    #[test]
+    fn only_an_explicit_yes_proceeds() {
+        assert!(answer("y\n"));
+        assert!(answer("YES\n"));
+        assert!(!answer("\n"), "the default is no");
+        assert!(!answer("n\n"));
+        assert!(!answer("yep\n"));
+        assert!(!answer(""), "end of input is no");
+    }
+}

@@ -1,0 +1,44 @@
+//! Diagnostics on stderr through `tracing`: quiet by default, decisions with `-v`, API detail
+//! with `-vv`. `IMDS_SWEEP_LOG` takes an explicit filter for deeper debugging.
+
+use tracing_subscriber::EnvFilter;
+
+/// The environment variable holding an explicit log filter.
+pub const FILTER_VARIABLE: &str = "IMDS_SWEEP_LOG";
+
+/// Installs the subscriber; call once, before anything logs.
+pub fn init(verbose: u8, quiet: bool) {
+    let filter = std::env::var(FILTER_VARIABLE)
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_filter(verbose, quiet)));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// The SDK's own crates stay at warn or info: their debug output is request-level detail.
+fn default_filter(verbose: u8, quiet: bool) -> &'static str {
+    match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "warn,imds_sweep=info",
+        (false, _) => "info,imds_sweep=debug",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbosity_widens_only_our_own_logs() {
+        assert_eq!(default_filter(0, true), "error");
+        assert_eq!(default_filter(0, false), "warn");
+        assert_eq!(default_filter(1, false), "warn,imds_sweep=info");
+        assert_eq!(default_filter(5, false), "info,imds_sweep=debug");
+    }
+}

@@ -1,0 +1,422 @@
+//! The report: one structure for the scan and one for the enforcement, each rendered as
+//! tables for people or as one JSON line for scripts.
+
+use std::io::{self, Write};
+use std::ops::AddAssign;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+use crate::enforce::{ChangeResult, Outcome};
+use crate::plan::{Change, Status};
+use crate::regions::SkippedRegion;
+use crate::scan::{Access, AccountScan, RegionScan};
+use crate::session::CallerIdentity;
+use crate::text::sanitize;
+
+/// Which way the sweep covers accounts, and why it was chosen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mode {
+    pub mode: &'static str,
+    pub reason: String,
+}
+
+/// Counts shown per region, per account and for the whole sweep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub regions_scanned: usize,
+    pub regions_skipped: usize,
+    pub instances: usize,
+    pub enforced: usize,
+    pub to_change: usize,
+    pub imds_disabled: usize,
+    pub not_actionable: usize,
+    pub errors: usize,
+}
+
+impl AddAssign for Totals {
+    fn add_assign(&mut self, other: Totals) {
+        self.regions_scanned += other.regions_scanned;
+        self.regions_skipped += other.regions_skipped;
+        self.instances += other.instances;
+        self.enforced += other.enforced;
+        self.to_change += other.to_change;
+        self.imds_disabled += other.imds_disabled;
+        self.not_actionable += other.not_actionable;
+        self.errors += other.errors;
+    }
+}
+
+impl Totals {
+    fn of_region(scan: &RegionScan) -> Totals {
+        let count = |status| scan.instances.iter().filter(|f| f.status == status).count();
+        Totals {
+            regions_scanned: 1,
+            instances: scan.instances.len(),
+            enforced: count(Status::Enforced),
+            to_change: scan.instances.iter().filter(|f| f.change).count(),
+            imds_disabled: count(Status::ImdsDisabled),
+            not_actionable: count(Status::NotActionable),
+            ..Totals::default()
+        }
+    }
+
+    fn of_account(scan: &AccountScan) -> Totals {
+        let mut totals = Totals {
+            regions_skipped: scan.skipped_regions.len(),
+            errors: scan
+                .skipped_regions
+                .iter()
+                .filter(|s| s.error.is_some())
+                .count(),
+            ..Totals::default()
+        };
+        for region in &scan.regions {
+            totals += Totals::of_region(region);
+        }
+        totals
+    }
+}
+
+/// The consolidated scan report, grouped by account and then region.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanReport {
+    pub kind: &'static str,
+    pub tool_version: &'static str,
+    pub mode: Mode,
+    pub caller: CallerIdentity,
+    pub dry_run: bool,
+    pub accounts: Vec<AccountReport>,
+    pub totals: Totals,
+}
+
+/// One account's part of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountReport {
+    #[serde(flatten)]
+    pub scan: AccountScan,
+    pub totals: Totals,
+}
+
+impl ScanReport {
+    /// Builds the report and all its totals from the scans.
+    pub fn new(mode: Mode, caller: CallerIdentity, dry_run: bool, scans: Vec<AccountScan>) -> Self {
+        let mut totals = Totals::default();
+        let accounts = scans
+            .into_iter()
+            .map(|scan| {
+                let account_totals = Totals::of_account(&scan);
+                totals += account_totals;
+                AccountReport {
+                    scan,
+                    totals: account_totals,
+                }
+            })
+            .collect();
+        ScanReport {
+            kind: "scan_report",
+            tool_version: env!("CARGO_PKG_VERSION"),
+            mode,
+            caller,
+            dry_run,
+            accounts,
+            totals,
+        }
+    }
+
+    /// Every modification the report proposes, in report order.
+    pub fn changes(&self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for account in &self.accounts {
+            for region in &account.scan.regions {
+                let findings = region.instances.iter().filter(|f| f.change);
+                changes.extend(findings.map(|f| Change {
+                    account_id: account.scan.account_id.clone(),
+                    region: region.region.clone(),
+                    instance_id: f.instance.instance_id.clone(),
+                    name: f.instance.name.clone(),
+                    http_tokens_before: f.instance.http_tokens.clone().unwrap_or_default(),
+                }));
+            }
+        }
+        changes
+    }
+
+    /// Regions (across accounts) that hold at least one change.
+    pub fn regions_with_changes(&self) -> usize {
+        let regions = self.accounts.iter().flat_map(|a| &a.scan.regions);
+        regions
+            .filter(|r| r.instances.iter().any(|f| f.change))
+            .count()
+    }
+
+    /// Whether some part of the scope could not be scanned.
+    pub fn is_partial(&self) -> bool {
+        self.totals.regions_skipped > 0
+    }
+
+    /// Tables per region, skipped regions, and the summary.
+    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        for account in &self.accounts {
+            write_account(out, account)?;
+        }
+        writeln!(out, "Summary")?;
+        writeln!(out, "{}", styled(Table::new([summary_row(&self.totals)])))
+    }
+}
+
+fn write_account(out: &mut dyn Write, account: &AccountReport) -> io::Result<()> {
+    let scan = &account.scan;
+    let name = scan
+        .name
+        .as_deref()
+        .map(|n| format!(" {}", sanitize(n)))
+        .unwrap_or_default();
+    let access = match &scan.access {
+        Access::CallerCredentials => "caller credentials".to_owned(),
+        Access::AssumedRole { role_arn } => format!("assumed role {role_arn}"),
+    };
+    writeln!(out, "Account {}{name} ({access})", scan.account_id)?;
+
+    let (empty, populated): (Vec<_>, Vec<_>) =
+        scan.regions.iter().partition(|r| r.instances.is_empty());
+    for region in populated {
+        let totals = Totals::of_region(region);
+        writeln!(
+            out,
+            "\n  {}: {} instances, {} to change",
+            region.region, totals.instances, totals.to_change
+        )?;
+        let rows = region.instances.iter().map(InstanceRow::from);
+        writeln!(out, "{}", indent(&styled(Table::new(rows)).to_string()))?;
+    }
+    if !empty.is_empty() {
+        let names: Vec<&str> = empty.iter().map(|r| r.region.as_str()).collect();
+        writeln!(
+            out,
+            "\n  No instances in {} regions: {}",
+            names.len(),
+            names.join(", ")
+        )?;
+    }
+    write_skipped_regions(out, &scan.skipped_regions)?;
+    let totals = &account.totals;
+    writeln!(
+        out,
+        "\n  Account {}: {} instances, {} already enforced, {} to change\n",
+        scan.account_id, totals.instances, totals.enforced, totals.to_change
+    )
+}
+
+fn write_skipped_regions(out: &mut dyn Write, skipped: &[SkippedRegion]) -> io::Result<()> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n  Skipped regions:")?;
+    for region in skipped {
+        let hint = region.error.as_ref().and_then(|e| e.hint());
+        let hint = hint.map(|h| format!(" ({h})")).unwrap_or_default();
+        writeln!(
+            out,
+            "    {}: {}{hint}",
+            region.region,
+            sanitize(&region.reason)
+        )?;
+    }
+    Ok(())
+}
+
+fn styled(mut table: Table) -> Table {
+    table.with(Style::sharp());
+    table
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Tabled)]
+struct InstanceRow {
+    #[tabled(rename = "instance")]
+    instance_id: String,
+    name: String,
+    state: String,
+    #[tabled(rename = "http tokens")]
+    http_tokens: String,
+    endpoint: String,
+    #[tabled(rename = "hop limit")]
+    hop_limit: String,
+    status: String,
+    action: &'static str,
+}
+
+impl From<&crate::plan::Finding> for InstanceRow {
+    fn from(finding: &crate::plan::Finding) -> Self {
+        let instance = &finding.instance;
+        let or_dash = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), sanitize);
+        InstanceRow {
+            instance_id: sanitize(&instance.instance_id),
+            name: or_dash(instance.name.as_deref()),
+            state: sanitize(&instance.state),
+            http_tokens: or_dash(instance.http_tokens.as_deref()),
+            endpoint: or_dash(instance.http_endpoint.as_deref()),
+            hop_limit: instance
+                .hop_limit
+                .map_or_else(|| "-".to_owned(), |h| h.to_string()),
+            status: finding.status.label().to_owned(),
+            action: if finding.change { "set required" } else { "-" },
+        }
+    }
+}
+
+#[derive(Tabled)]
+struct SummaryRow {
+    #[tabled(rename = "regions scanned")]
+    regions_scanned: usize,
+    #[tabled(rename = "regions skipped")]
+    regions_skipped: usize,
+    instances: usize,
+    #[tabled(rename = "already enforced")]
+    enforced: usize,
+    #[tabled(rename = "to change")]
+    to_change: usize,
+    #[tabled(rename = "imds disabled")]
+    imds_disabled: usize,
+    #[tabled(rename = "not actionable")]
+    not_actionable: usize,
+    errors: usize,
+}
+
+fn summary_row(t: &Totals) -> SummaryRow {
+    SummaryRow {
+        regions_scanned: t.regions_scanned,
+        regions_skipped: t.regions_skipped,
+        instances: t.instances,
+        enforced: t.enforced,
+        to_change: t.to_change,
+        imds_disabled: t.imds_disabled,
+        not_actionable: t.not_actionable,
+        errors: t.errors,
+    }
+}
+
+/// What enforcement did, with every failure spelled out.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnforcementReport {
+    pub kind: &'static str,
+    pub run_id: String,
+    pub journal: PathBuf,
+    pub elapsed_seconds: f64,
+    pub interrupted: bool,
+    pub succeeded: usize,
+    pub applied: usize,
+    pub pending: usize,
+    pub failed: usize,
+    pub not_attempted: usize,
+    pub failures: Vec<Failure>,
+}
+
+/// One change that did not succeed.
+#[derive(Debug, Clone, Serialize, Tabled)]
+pub struct Failure {
+    #[tabled(rename = "account")]
+    pub account_id: String,
+    pub region: String,
+    #[tabled(rename = "instance")]
+    pub instance_id: String,
+    #[tabled(rename = "error")]
+    pub error: String,
+    #[tabled(display("display_hint"))]
+    pub hint: Option<String>,
+}
+
+fn display_hint(hint: &Option<String>) -> String {
+    hint.clone().unwrap_or_else(|| "-".to_owned())
+}
+
+impl EnforcementReport {
+    /// Summarises the outcomes, sorted by account, region and instance.
+    pub fn new(
+        run_id: String,
+        journal: PathBuf,
+        elapsed: std::time::Duration,
+        interrupted: bool,
+        outcomes: &[Outcome],
+    ) -> Self {
+        let count = |f: fn(&ChangeResult) -> bool| outcomes.iter().filter(|o| f(&o.result)).count();
+        let applied = count(|r| matches!(r, ChangeResult::Applied));
+        let pending = count(|r| matches!(r, ChangeResult::Pending));
+        let mut failures: Vec<Failure> = outcomes
+            .iter()
+            .filter_map(|o| match &o.result {
+                ChangeResult::Failed(error) => Some(failure(&o.change, error)),
+                _ => None,
+            })
+            .collect();
+        failures.sort_by(|a, b| {
+            (&a.account_id, &a.region, &a.instance_id).cmp(&(
+                &b.account_id,
+                &b.region,
+                &b.instance_id,
+            ))
+        });
+        EnforcementReport {
+            kind: "enforcement_report",
+            run_id,
+            journal,
+            elapsed_seconds: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            interrupted,
+            succeeded: applied + pending,
+            applied,
+            pending,
+            failed: failures.len(),
+            not_attempted: count(|r| matches!(r, ChangeResult::NotAttempted)),
+            failures,
+        }
+    }
+
+    /// The final report for people.
+    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let verb = if self.interrupted {
+            "Interrupted"
+        } else {
+            "Finished"
+        };
+        writeln!(
+            out,
+            "{verb} after {:.1}s: {} succeeded ({} applied, {} pending), {} failed, {} not attempted",
+            self.elapsed_seconds,
+            self.succeeded,
+            self.applied,
+            self.pending,
+            self.failed,
+            self.not_attempted
+        )?;
+        if !self.failures.is_empty() {
+            writeln!(out, "Failures:")?;
+            writeln!(out, "{}", styled(Table::new(&self.failures)))?;
+        }
+        writeln!(out, "Journal: {}", self.journal.display())
+    }
+}
+
+fn failure(change: &Change, error: &crate::aws_error::ApiError) -> Failure {
+    Failure {
+        account_id: change.account_id.clone(),
+        region: change.region.clone(),
+        instance_id: change.instance_id.clone(),
+        error: sanitize(&error.to_string()),
+        hint: error.hint().map(str::to_owned),
+    }
+}
+
+/// Writes any report as one JSON line.
+pub fn write_json(out: &mut dyn Write, report: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, report)?;
+    writeln!(out)
+}

@@ -1,0 +1,144 @@
+//! The scanner: one account's regions, every instance's metadata options, classified.
+//! It takes an account's credentials and knows nothing of how they were obtained.
+
+use aws_config::SdkConfig;
+use futures_util::StreamExt;
+use futures_util::stream;
+use serde::Serialize;
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::aws_error::ApiError;
+use crate::ec2::Ec2;
+use crate::plan::{self, Finding, Status};
+use crate::regions::{self, SkippedRegion};
+use crate::settings::RegionFilter;
+
+/// An account to sweep, with the credentials to do it.
+#[derive(Debug, Clone)]
+pub struct AccountTarget {
+    pub account_id: String,
+    pub name: Option<String>,
+    pub access: Access,
+    pub config: SdkConfig,
+}
+
+/// How the tool reaches an account; shown in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Access {
+    /// The caller's own credentials (single-account mode, or the management account).
+    CallerCredentials,
+    /// A role assumed in the member account.
+    AssumedRole { role_arn: String },
+}
+
+/// The result of scanning one account.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountScan {
+    pub account_id: String,
+    pub name: Option<String>,
+    pub access: Access,
+    pub regions: Vec<RegionScan>,
+    pub skipped_regions: Vec<SkippedRegion>,
+}
+
+/// The instances of one region, sorted by instance id.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionScan {
+    pub region: String,
+    pub instances: Vec<Finding>,
+}
+
+/// Why an account could not be scanned at all.
+#[derive(Debug)]
+pub enum ScanError {
+    /// DescribeRegions failed: the account's regions are unknown.
+    Regions(ApiError),
+    /// The user included a region that does not exist.
+    UnknownRegion(String),
+}
+
+/// Scans every region of `target` that `filter` allows, `concurrency` regions at a time.
+pub async fn scan_account(
+    target: &AccountTarget,
+    filter: &RegionFilter,
+    concurrency: usize,
+) -> Result<AccountScan, ScanError> {
+    let home = target.config.region().map_or("us-east-1", |r| r.as_ref());
+    let all = Ec2::new(&target.config, home)
+        .regions()
+        .await
+        .map_err(ScanError::Regions)?;
+    let selection = regions::select(&all, filter).map_err(ScanError::UnknownRegion)?;
+
+    let mut skipped: Vec<SkippedRegion> = selection
+        .not_enabled
+        .into_iter()
+        .map(|region| {
+            info!(%region, "skipping region: not enabled for this account");
+            SkippedRegion {
+                region,
+                reason: "not enabled for this account".into(),
+                error: None,
+            }
+        })
+        .collect();
+    let scans: Vec<_> = stream::iter(selection.scan)
+        .map(|region| scan_region(&target.config, region))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut scanned = Vec::new();
+    for result in scans {
+        match result {
+            Ok(region) => scanned.push(region),
+            Err(skip) => skipped.push(skip),
+        }
+    }
+    scanned.sort_by(|a, b| a.region.cmp(&b.region));
+    skipped.sort_by(|a, b| a.region.cmp(&b.region));
+    Ok(AccountScan {
+        account_id: target.account_id.clone(),
+        name: target.name.clone(),
+        access: target.access.clone(),
+        regions: scanned,
+        skipped_regions: skipped,
+    })
+}
+
+async fn scan_region(config: &SdkConfig, region: String) -> Result<RegionScan, SkippedRegion> {
+    let span = info_span!("scan", %region);
+    async {
+        let records = match Ec2::new(config, &region).instances().await {
+            Ok(records) => records,
+            Err(error) => {
+                info!(%error, "skipping region: DescribeInstances failed");
+                let reason = format!("DescribeInstances failed: {error}");
+                return Err(SkippedRegion {
+                    region,
+                    reason,
+                    error: Some(error),
+                });
+            }
+        };
+        let mut instances: Vec<Finding> = records.into_iter().map(plan::classify).collect();
+        instances.sort_by(|a, b| a.instance.instance_id.cmp(&b.instance.instance_id));
+        for finding in &instances {
+            log_decision(finding);
+        }
+        debug!(instances = instances.len(), "region scanned");
+        Ok(RegionScan { region, instances })
+    }
+    .instrument(span)
+    .await
+}
+
+fn log_decision(finding: &Finding) {
+    let id = &finding.instance.instance_id;
+    match (finding.status, finding.change) {
+        (_, true) => info!(instance = %id, reason = finding.reason, "will set HttpTokens=required"),
+        (Status::Enforced, false) => debug!(instance = %id, "already enforced"),
+        (_, false) => info!(instance = %id, reason = finding.reason, "leaving instance alone"),
+    }
+}

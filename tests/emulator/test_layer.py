@@ -1,0 +1,437 @@
+"""Tests of the emulator layer: its corrections of moto and its control endpoint.
+
+Why: the Rust integration tests trust the emulator to behave like AWS; these
+tests pin down each behaviour the layer adds, so a moto upgrade or a layer
+change that breaks one fails here rather than as a confusing Rust test failure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+IMAGE_ID = "ami-12c6146b"
+DEFAULT_ACCOUNT = "123456789012"
+
+
+def launch(ec2: Any, **metadata: Any) -> str:
+    reservation = ec2.run_instances(
+        ImageId=IMAGE_ID, MinCount=1, MaxCount=1, MetadataOptions=metadata or {}
+    )
+    return reservation["Instances"][0]["InstanceId"]
+
+
+def metadata_of(ec2: Any, instance_id: str) -> dict[str, Any]:
+    reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return reservations[0]["Instances"][0]["MetadataOptions"]
+
+
+def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[int, str, str]:
+    response = excinfo.value.response
+    return (
+        response["ResponseMetadata"]["HTTPStatusCode"],
+        response["Error"]["Code"],
+        response["Error"]["Message"],
+    )
+
+
+def region_names(response: dict[str, Any]) -> dict[str, str]:
+    return {r["RegionName"]: r["OptInStatus"] for r in response["Regions"]}
+
+
+# --------------------------------------------------------------------------
+# Correction 1: unsent options keep their values
+# --------------------------------------------------------------------------
+
+
+def test_modify_keeps_options_not_sent(client):
+    ec2 = client("ec2")
+    instance_id = launch(ec2, HttpEndpoint="disabled", HttpPutResponseHopLimit=2)
+
+    answer = ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required")
+
+    for options in (answer["InstanceMetadataOptions"], metadata_of(ec2, instance_id)):
+        assert options["HttpTokens"] == "required"
+        assert options["HttpEndpoint"] == "disabled"
+        assert options["HttpPutResponseHopLimit"] == 2
+
+
+def test_modify_still_applies_options_that_are_sent(client):
+    ec2 = client("ec2")
+    instance_id = launch(ec2, HttpEndpoint="disabled", HttpPutResponseHopLimit=2)
+
+    ec2.modify_instance_metadata_options(
+        InstanceId=instance_id, HttpTokens="required", HttpPutResponseHopLimit=3
+    )
+
+    options = metadata_of(ec2, instance_id)
+    assert (options["HttpTokens"], options["HttpPutResponseHopLimit"]) == ("required", 3)
+    assert options["HttpEndpoint"] == "disabled"
+
+
+def test_modify_unknown_instance_is_not_found(client):
+    with pytest.raises(ClientError) as excinfo:
+        client("ec2").modify_instance_metadata_options(
+            InstanceId="i-0123456789abcdef0", HttpTokens="required"
+        )
+    assert error_of(excinfo)[1] == "InvalidInstanceID.NotFound"
+
+
+# --------------------------------------------------------------------------
+# Correction 2: DryRun
+# --------------------------------------------------------------------------
+
+
+def test_modify_dry_run_answers_dry_run_operation_and_changes_nothing(client):
+    ec2 = client("ec2")
+    instance_id = launch(ec2, HttpTokens="optional")
+
+    with pytest.raises(ClientError) as excinfo:
+        ec2.modify_instance_metadata_options(
+            InstanceId=instance_id, HttpTokens="required", DryRun=True
+        )
+
+    status, code, message = error_of(excinfo)
+    assert (status, code) == (412, "DryRunOperation")
+    assert message == "Request would have succeeded, but DryRun flag is set."
+    assert metadata_of(ec2, instance_id)["HttpTokens"] == "optional"
+
+
+def test_dry_run_unauthorized_via_fault_rule(client, control):
+    ec2 = client("ec2")
+    instance_id = launch(ec2)
+    control("POST", "/_layer/faults", {
+        "action": "ModifyInstanceMetadataOptions", "params": {"DryRun": True},
+        "status": 403, "code": "UnauthorizedOperation", "message": "You are not authorized",
+    })
+
+    with pytest.raises(ClientError) as excinfo:
+        ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required", DryRun=True)
+
+    assert error_of(excinfo)[:2] == (403, "UnauthorizedOperation")
+    # The rule matches only dry runs: the real call still goes through.
+    ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required")
+    assert metadata_of(ec2, instance_id)["HttpTokens"] == "required"
+
+
+# --------------------------------------------------------------------------
+# Correction 3: pending for running instances
+# --------------------------------------------------------------------------
+
+
+def test_modify_reports_pending_for_running_and_applied_for_stopped(client):
+    ec2 = client("ec2")
+    running = launch(ec2)
+    stopped = launch(ec2)
+    ec2.stop_instances(InstanceIds=[stopped])
+
+    running_answer = ec2.modify_instance_metadata_options(InstanceId=running, HttpTokens="required")
+    stopped_answer = ec2.modify_instance_metadata_options(InstanceId=stopped, HttpTokens="required")
+
+    assert running_answer["InstanceMetadataOptions"]["State"] == "pending"
+    assert stopped_answer["InstanceMetadataOptions"]["State"] == "applied"
+
+
+# --------------------------------------------------------------------------
+# Correction 4: DescribeRegions
+# --------------------------------------------------------------------------
+
+
+def test_describe_regions_default_lists_only_enabled_aws_regions(client):
+    regions = region_names(client("ec2").describe_regions())
+
+    assert "us-east-1" in regions and "eu-west-1" in regions
+    assert "ap-east-1" not in regions  # an opt-in region, not opted in by default
+    assert set(regions.values()) <= {"opt-in-not-required", "opted-in"}
+    assert not [r for r in regions if r.startswith(("us-gov-", "cn-"))]
+
+
+def test_describe_regions_all_regions_includes_disabled_ones(client):
+    ec2 = client("ec2")
+    enabled = region_names(ec2.describe_regions())
+    everything = region_names(ec2.describe_regions(AllRegions=True))
+
+    assert everything["ap-east-1"] == "not-opted-in"
+    assert set(enabled) < set(everything)
+    assert not [r for r in everything if r.startswith(("us-gov-", "cn-"))]
+    endpoints = {r["RegionName"]: r["Endpoint"] for r in ec2.describe_regions()["Regions"]}
+    assert endpoints["eu-west-1"] == "ec2.eu-west-1.amazonaws.com"
+
+
+def test_describe_regions_region_names_and_opt_in_filter(client):
+    ec2 = client("ec2")
+    named = ec2.describe_regions(RegionNames=["eu-west-1", "ap-east-1"], AllRegions=True)
+    filtered = ec2.describe_regions(
+        AllRegions=True, Filters=[{"Name": "opt-in-status", "Values": ["not-opted-in"]}]
+    )
+
+    assert region_names(named) == {"eu-west-1": "opt-in-not-required", "ap-east-1": "not-opted-in"}
+    assert "ap-east-1" in region_names(filtered)
+    assert set(region_names(filtered).values()) == {"not-opted-in"}
+
+
+def test_region_opt_in_override_applies_to_that_account_only(client, control):
+    other_account = "222222222222"
+    credentials = client("sts", "us-east-1").assume_role(
+        RoleArn=f"arn:aws:iam::{other_account}:role/imds-sweep", RoleSessionName="test"
+    )["Credentials"]
+    other = client(
+        "ec2",
+        access_key=credentials["AccessKeyId"],
+        secret_key=credentials["SecretAccessKey"],
+        session_token=credentials["SessionToken"],
+    )
+    status, _ = control("POST", "/_layer/regions", {
+        "account": other_account, "region": "ap-east-1", "opt_in_status": "opted-in",
+    })
+
+    assert status == 200
+    assert region_names(other.describe_regions())["ap-east-1"] == "opted-in"
+    assert "ap-east-1" not in region_names(client("ec2").describe_regions())
+
+
+def test_region_override_can_disable_a_default_region(client, control):
+    control("POST", "/_layer/regions", {
+        "account": DEFAULT_ACCOUNT, "region": "eu-west-3", "opt_in_status": "not-opted-in",
+    })
+    assert "eu-west-3" not in region_names(client("ec2").describe_regions())
+
+
+def test_region_override_rejects_unknown_status(control):
+    status, body = control("POST", "/_layer/regions", {
+        "account": DEFAULT_ACCOUNT, "region": "ap-east-1", "opt_in_status": "enabled",
+    })
+    assert status == 400 and "opt_in_status" in body["error"]
+
+
+# --------------------------------------------------------------------------
+# Identification
+# --------------------------------------------------------------------------
+
+
+def test_assumed_role_key_maps_to_role_account(client):
+    credentials = client("sts", "us-east-1").assume_role(
+        RoleArn="arn:aws:iam::333333333333:role/x", RoleSessionName="session"
+    )["Credentials"]
+    sts = client(
+        "sts", "us-east-1", credentials["AccessKeyId"], credentials["SecretAccessKey"],
+        credentials["SessionToken"],
+    )
+    assert sts.get_caller_identity()["Account"] == "333333333333"
+    assert client("sts", "us-east-1").get_caller_identity()["Account"] == DEFAULT_ACCOUNT
+
+
+def test_fault_matches_on_account(client, control):
+    control("POST", "/_layer/faults", {
+        "account": DEFAULT_ACCOUNT, "service": "ec2", "status": 403, "code": "AuthFailure",
+    })
+    with pytest.raises(ClientError) as excinfo:
+        client("ec2").describe_instances()
+    assert error_of(excinfo)[1] == "AuthFailure"
+
+
+# --------------------------------------------------------------------------
+# Fault rules
+# --------------------------------------------------------------------------
+
+
+def test_fault_n_times_then_success(client, control):
+    ec2 = client("ec2")
+    _, created = control("POST", "/_layer/faults", {
+        "service": "ec2", "action": "DescribeInstances", "status": 503,
+        "code": "RequestLimitExceeded", "message": "Request limit exceeded.", "times": 2,
+    })
+
+    for _ in range(2):
+        with pytest.raises(ClientError) as excinfo:
+            ec2.describe_instances()
+        assert error_of(excinfo) == (503, "RequestLimitExceeded", "Request limit exceeded.")
+    ec2.describe_instances()
+
+    _, rules = control("GET", "/_layer/faults")
+    assert [(r["id"], r["hits"]) for r in rules] == [(created["id"], 2)]
+
+
+def test_fault_without_times_always_applies(client, control):
+    control("POST", "/_layer/faults", {
+        "service": "sts", "status": 403, "code": "AccessDenied", "message": "denied",
+    })
+    sts = client("sts", "us-east-1")
+    for _ in range(3):
+        with pytest.raises(ClientError) as excinfo:
+            sts.get_caller_identity()
+        assert error_of(excinfo) == (403, "AccessDenied", "denied")
+
+
+def test_fault_matches_on_region(client, control):
+    control("POST", "/_layer/faults", {
+        "region": "ap-southeast-2", "status": 401, "code": "AuthFailure", "message": "bad region",
+    })
+    client("ec2", "eu-west-1").describe_instances()
+    with pytest.raises(ClientError):
+        client("ec2", "ap-southeast-2").describe_instances()
+
+
+def test_fault_params_match_one_instance(client, control):
+    ec2 = client("ec2")
+    target, other = launch(ec2), launch(ec2)
+    control("POST", "/_layer/faults", {
+        "action": "ModifyInstanceMetadataOptions", "params": {"InstanceId": target},
+        "status": 400, "code": "IncorrectInstanceState", "message": "busy",
+    })
+
+    with pytest.raises(ClientError) as excinfo:
+        ec2.modify_instance_metadata_options(InstanceId=target, HttpTokens="required")
+    ec2.modify_instance_metadata_options(InstanceId=other, HttpTokens="required")
+
+    assert error_of(excinfo)[1] == "IncorrectInstanceState"
+    assert metadata_of(ec2, target)["HttpTokens"] == "optional"
+    assert metadata_of(ec2, other)["HttpTokens"] == "required"
+
+
+def test_first_live_rule_wins(client, control):
+    control("POST", "/_layer/faults", {"service": "ec2", "status": 400, "code": "First", "times": 1})
+    control("POST", "/_layer/faults", {"service": "ec2", "status": 400, "code": "Second", "times": 1})
+    ec2 = client("ec2")
+    codes = []
+    for _ in range(2):
+        with pytest.raises(ClientError) as excinfo:
+            ec2.describe_instances()
+        codes.append(error_of(excinfo)[1])
+    assert codes == ["First", "Second"]
+    ec2.describe_instances()
+
+
+def test_delayed_request_is_forwarded_and_does_not_block_others(client, control):
+    delay = 0.8
+    control("POST", "/_layer/faults", {"region": "us-west-2", "delay_ms": int(delay * 1000)})
+    slow_client, fast_client = client("ec2", "us-west-2"), client("ec2", "eu-west-1")
+    launch(slow_client)
+    outcome: dict[str, Any] = {}
+
+    def slow_call() -> None:
+        started = time.monotonic()
+        outcome["reservations"] = slow_client.describe_instances()["Reservations"]
+        outcome["elapsed"] = time.monotonic() - started
+
+    thread = threading.Thread(target=slow_call)
+    thread.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    fast_client.describe_instances()
+    fast_elapsed = time.monotonic() - started
+    thread.join()
+
+    assert outcome["elapsed"] >= delay
+    assert len(outcome["reservations"]) == 1  # forwarded to moto after the delay
+    assert fast_elapsed < delay / 2
+
+
+def test_delay_with_status_delays_then_fails(client, control):
+    control("POST", "/_layer/faults", {
+        "service": "ec2", "status": 500, "code": "InternalError", "delay_ms": 300,
+    })
+    started = time.monotonic()
+    with pytest.raises(ClientError) as excinfo:
+        client("ec2").describe_instances()
+    assert time.monotonic() - started >= 0.3
+    assert error_of(excinfo)[:2] == (500, "InternalError")
+
+
+def test_query_and_json_error_formats(client, control):
+    control("POST", "/_layer/faults", {"service": "iam", "status": 403, "code": "AccessDenied", "message": "iam no"})
+    control("POST", "/_layer/faults", {
+        "service": "organizations", "status": 400,
+        "code": "AWSOrganizationsNotInUseException", "message": "not in an org",
+    })
+    errors = {}
+    for name, call in {
+        "iam": lambda: client("iam", "us-east-1").list_users(),
+        "organizations": lambda: client("organizations", "us-east-1").describe_organization(),
+    }.items():
+        with pytest.raises(ClientError) as excinfo:
+            call()
+        errors[name] = error_of(excinfo)
+        assert excinfo.value.response["ResponseMetadata"]["RequestId"]
+    assert errors == {
+        "iam": (403, "AccessDenied", "iam no"),
+        "organizations": (400, "AWSOrganizationsNotInUseException", "not in an org"),
+    }
+
+
+# --------------------------------------------------------------------------
+# Control endpoint
+# --------------------------------------------------------------------------
+
+
+def test_request_counts_include_faulted_and_reset(client, control):
+    control("POST", "/_layer/faults", {"action": "GetCallerIdentity", "status": 403, "code": "AccessDenied", "times": 1})
+    sts, ec2 = client("sts", "us-east-1"), client("ec2")
+    with pytest.raises(ClientError):
+        sts.get_caller_identity()
+    sts.get_caller_identity()
+    ec2.describe_instances()
+    ec2.describe_regions()
+    client("organizations", "us-east-1").create_organization(FeatureSet="ALL")
+
+    _, counts = control("GET", "/_layer/requests")
+    assert counts == {"counts": {
+        "ec2:DescribeInstances": 1,
+        "ec2:DescribeRegions": 1,
+        "organizations:CreateOrganization": 1,
+        "sts:GetCallerIdentity": 2,
+    }}
+    control("DELETE", "/_layer/requests")
+    assert control("GET", "/_layer/requests")[1] == {"counts": {}}
+
+
+def test_delete_faults_clears_rules(client, control):
+    control("POST", "/_layer/faults", {"service": "ec2", "status": 403, "code": "AuthFailure"})
+    assert control("DELETE", "/_layer/faults") == (200, {"cleared": 1})
+    assert control("GET", "/_layer/faults") == (200, [])
+    client("ec2").describe_instances()
+
+
+def test_reset_clears_everything(client, control):
+    ec2 = client("ec2")
+    launch(ec2)
+    control("POST", "/_layer/regions", {"account": DEFAULT_ACCOUNT, "region": "ap-east-1", "opt_in_status": "opted-in"})
+    control("POST", "/_layer/faults", {"service": "sts", "status": 403, "code": "AccessDenied"})
+
+    assert control("POST", "/_layer/reset") == (200, {"status": "ok"})
+
+    assert control("GET", "/_layer/faults")[1] == []
+    assert control("GET", "/_layer/requests")[1] == {"counts": {}}
+    assert control("GET", "/_layer/regions")[1] == []
+    assert ec2.describe_instances()["Reservations"] == []
+    assert "ap-east-1" not in region_names(ec2.describe_regions())
+    client("sts", "us-east-1").get_caller_identity()
+
+
+@pytest.mark.parametrize("rule, fragment", [
+    ({"service": "ec2", "status": 403, "time": 2}, "unknown fault rule fields"),
+    ({"status": "403"}, "status must be an integer"),
+    ({"status": 403, "times": 0}, "times must be at least 1"),
+    ({"status": 403, "params": ["InstanceId"]}, "params must be an object"),
+    ([1, 2], "JSON object"),
+])
+def test_invalid_fault_rules_are_rejected(control, rule, fragment):
+    status, body = control("POST", "/_layer/faults", rule)
+    assert status == 400 and fragment in body["error"]
+    assert control("GET", "/_layer/faults")[1] == []
+
+
+def test_unknown_control_route_and_method(control):
+    assert control("GET", "/_layer/nope")[0] == 404
+    assert control("PUT", "/_layer/faults", {})[0] == 405
+
+
+def test_unsigned_requests_pass_through_to_moto(emulator):
+    request = urllib.request.Request(emulator.url + "/moto-api/reset", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
