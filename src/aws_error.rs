@@ -76,6 +76,16 @@ impl ApiError {
         }
     }
 
+    /// An error the tool found itself, without an AWS error code.
+    pub fn other(message: &str) -> Self {
+        ApiError {
+            kind: ApiErrorKind::Other,
+            code: None,
+            message: Some(message.into()),
+            request_id: None,
+        }
+    }
+
     /// What the user can do about it, where there is something to do.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self.kind {

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, ValueEnum};
 
-/// Enforce IMDSv2 (HttpTokens=required) on every EC2 instance in reach, after one confirmation.
+/// Enforce IMDSv2 (HttpTokens=required) on every EC2 instance of an AWS Organization or
+/// account, after one confirmation.
 #[derive(Debug, Parser)]
 #[command(name = "imds-sweep", version, about, long_about = None)]
 pub struct Cli {
@@ -20,6 +21,19 @@ pub struct Cli {
     /// TOML config file restricting the sweep (see config.example.toml).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Sweep every member account of the organization; an error where it cannot be listed.
+    #[arg(long, conflicts_with = "single_account")]
+    pub organization: bool,
+
+    /// Sweep only the caller's account, even with organization credentials.
+    #[arg(long)]
+    pub single_account: bool,
+
+    /// Role to assume in member accounts (default OrganizationAccountAccessRole); replaces
+    /// [assume_role] role_name, while [[account]] entries still apply to their account.
+    #[arg(long, value_name = "NAME")]
+    pub role_name: Option<String>,
 
     /// Scan and report only; change nothing and ask nothing.
     #[arg(long, conflicts_with = "yes")]
@@ -77,13 +91,14 @@ mod tests {
     }
 
     #[test]
-    fn dry_run_and_yes_exclude_each_other() {
-        assert!(Cli::try_parse_from(["imds-sweep", "--dry-run", "--yes"]).is_err());
-    }
-
-    #[test]
-    fn verbose_and_quiet_exclude_each_other() {
-        assert!(Cli::try_parse_from(["imds-sweep", "-v", "-q"]).is_err());
+    fn contradictory_flags_are_rejected() {
+        for args in [
+            ["imds-sweep", "--dry-run", "--yes"],
+            ["imds-sweep", "-v", "-q"],
+            ["imds-sweep", "--organization", "--single-account"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

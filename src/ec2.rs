@@ -7,6 +7,7 @@ use aws_sdk_ec2::types::{
     HttpTokensState, Instance, InstanceMetadataEndpointState, InstanceMetadataOptionsState,
     InstanceStateName,
 };
+use aws_smithy_runtime::client::retries::RetryPartition;
 use serde::Serialize;
 
 use crate::aws_error::ApiError;
@@ -47,10 +48,15 @@ pub struct Ec2 {
 }
 
 impl Ec2 {
-    /// A client for `region`, sharing the account's credentials, HTTP client and endpoint.
-    pub fn new(config: &SdkConfig, region: &str) -> Self {
+    /// A client for `region` of `account`, sharing the account's credentials, HTTP client and
+    /// endpoint. Each account-region gets its own retry partition: EC2 throttles per account
+    /// and region, so one throttled region must not drain the retry budget of another.
+    pub fn new(config: &SdkConfig, account: &str, region: &str) -> Self {
         let conf = aws_sdk_ec2::config::Builder::from(config)
             .region(Region::new(region.to_owned()))
+            .retry_partition(RetryPartition::new(format!(
+                "imds-sweep/{account}/{region}"
+            )))
             .build();
         Ec2 {
             client: Client::from_conf(conf),

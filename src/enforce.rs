@@ -89,7 +89,7 @@ impl Enforcer<'_> {
         let Some(config) = self.accounts.get(&account) else {
             return changes.into_iter().map(not_attempted).collect();
         };
-        let ec2 = Ec2::new(config, &region);
+        let ec2 = Ec2::new(config, &account, &region);
         let mut outcomes = Vec::with_capacity(changes.len());
         for change in changes {
             if self.interrupt.is_set() || journal_broken.load(Ordering::SeqCst) {

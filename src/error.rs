@@ -73,6 +73,21 @@ pub enum Error {
     UnknownRegion { region: String, source_name: String },
 
     #[error(
+        "organization mode is not possible: {0}; drop --organization (or mode = \
+         \"organization\" in the config file) to sweep this account alone"
+    )]
+    OrganizationUnavailable(String),
+
+    #[error("listing the organization's accounts failed: {0}")]
+    Organization(ApiError),
+
+    #[error(
+        "organizational unit `{ou}` (from the config file) cannot be listed: {error}; check the \
+         id with `aws organizations list-organizational-units-for-parent`"
+    )]
+    UnknownOu { ou: String, error: ApiError },
+
+    #[error(
         "stdin is not a terminal, so the confirmation cannot be asked; pass --yes to apply \
          without a prompt, or --dry-run to only report"
     )]
@@ -104,12 +119,15 @@ impl Error {
             | Error::UnknownProfile { .. }
             | Error::ProfileFiles(_)
             | Error::UnknownRegion { .. }
+            | Error::UnknownOu { .. }
             | Error::NoTerminal => ExitStatus::Usage,
             Error::NoCredentials { .. }
             | Error::CredentialsUnavailable { .. }
             | Error::CredentialsRejected { .. }
             | Error::Identity(_)
-            | Error::Regions { .. } => ExitStatus::AwsFatal,
+            | Error::Regions { .. }
+            | Error::OrganizationUnavailable(_)
+            | Error::Organization(_) => ExitStatus::AwsFatal,
             Error::Journal { .. } | Error::Output(_) => ExitStatus::Internal,
         }
     }

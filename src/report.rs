@@ -9,23 +9,19 @@ use serde::Serialize;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
+use crate::accounts::SkippedAccount;
 use crate::enforce::{ChangeResult, Outcome};
+use crate::mode::Mode;
 use crate::plan::{Change, Status};
-use crate::regions::SkippedRegion;
 use crate::scan::{Access, AccountScan, RegionScan};
 use crate::session::CallerIdentity;
 use crate::text::sanitize;
 
-/// Which way the sweep covers accounts, and why it was chosen.
-#[derive(Debug, Clone, Serialize)]
-pub struct Mode {
-    pub mode: &'static str,
-    pub reason: String,
-}
-
 /// Counts shown per region, per account and for the whole sweep.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
+    pub accounts_scanned: usize,
+    pub accounts_skipped: usize,
     pub regions_scanned: usize,
     pub regions_skipped: usize,
     pub instances: usize,
@@ -38,6 +34,8 @@ pub struct Totals {
 
 impl AddAssign for Totals {
     fn add_assign(&mut self, other: Totals) {
+        self.accounts_scanned += other.accounts_scanned;
+        self.accounts_skipped += other.accounts_skipped;
         self.regions_scanned += other.regions_scanned;
         self.regions_skipped += other.regions_skipped;
         self.instances += other.instances;
@@ -65,6 +63,7 @@ impl Totals {
 
     fn of_account(scan: &AccountScan) -> Totals {
         let mut totals = Totals {
+            accounts_scanned: 1,
             regions_skipped: scan.skipped_regions.len(),
             errors: scan
                 .skipped_regions
@@ -89,6 +88,7 @@ pub struct ScanReport {
     pub caller: CallerIdentity,
     pub dry_run: bool,
     pub accounts: Vec<AccountReport>,
+    pub skipped_accounts: Vec<SkippedAccount>,
     pub totals: Totals,
 }
 
@@ -101,9 +101,21 @@ pub struct AccountReport {
 }
 
 impl ScanReport {
-    /// Builds the report and all its totals from the scans.
-    pub fn new(mode: Mode, caller: CallerIdentity, dry_run: bool, scans: Vec<AccountScan>) -> Self {
-        let mut totals = Totals::default();
+    /// Builds the report and all its totals from the scans, sorted by account id.
+    pub fn new(
+        mode: Mode,
+        caller: CallerIdentity,
+        dry_run: bool,
+        mut scans: Vec<AccountScan>,
+        mut skipped_accounts: Vec<SkippedAccount>,
+    ) -> Self {
+        scans.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        skipped_accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        let mut totals = Totals {
+            accounts_skipped: skipped_accounts.len(),
+            errors: skipped_accounts.iter().filter(|s| s.is_error()).count(),
+            ..Totals::default()
+        };
         let accounts = scans
             .into_iter()
             .map(|scan| {
@@ -122,6 +134,7 @@ impl ScanReport {
             caller,
             dry_run,
             accounts,
+            skipped_accounts,
             totals,
         }
     }
@@ -144,24 +157,34 @@ impl ScanReport {
         changes
     }
 
-    /// Regions (across accounts) that hold at least one change.
+    /// Distinct region names that hold at least one change, in any account.
     pub fn regions_with_changes(&self) -> usize {
         let regions = self.accounts.iter().flat_map(|a| &a.scan.regions);
-        regions
-            .filter(|r| r.instances.iter().any(|f| f.change))
-            .count()
+        let changing = regions.filter(|r| r.instances.iter().any(|f| f.change));
+        let names: std::collections::BTreeSet<&str> = changing.map(|r| r.region.as_str()).collect();
+        names.len()
     }
 
     /// Whether some part of the scope could not be scanned.
     pub fn is_partial(&self) -> bool {
-        self.totals.regions_skipped > 0
+        self.totals.regions_skipped > 0 || self.totals.errors > 0
     }
 
-    /// Tables per region, skipped regions, and the summary.
+    /// Accounts that hold at least one change.
+    pub fn accounts_with_changes(&self) -> usize {
+        self.accounts
+            .iter()
+            .filter(|a| a.totals.to_change > 0)
+            .count()
+    }
+
+    /// Tables per account and region, what was skipped and why, and the summary.
     pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
         for account in &self.accounts {
             write_account(out, account)?;
         }
+        write_skipped_accounts(out, &self.skipped_accounts)?;
+        write_skipped_regions(out, &self.accounts)?;
         writeln!(out, "Summary")?;
         writeln!(out, "{}", styled(Table::new([summary_row(&self.totals)])))
     }
@@ -193,15 +216,20 @@ fn write_account(out: &mut dyn Write, account: &AccountReport) -> io::Result<()>
         writeln!(out, "{}", indent(&styled(Table::new(rows)).to_string()))?;
     }
     if !empty.is_empty() {
-        let names: Vec<&str> = empty.iter().map(|r| r.region.as_str()).collect();
+        // Named in the JSON report; here a count keeps large sweeps readable.
         writeln!(
             out,
-            "\n  No instances in {} regions: {}",
-            names.len(),
-            names.join(", ")
+            "\n  {} other regions scanned: no instances",
+            empty.len()
         )?;
     }
-    write_skipped_regions(out, &scan.skipped_regions)?;
+    if !scan.skipped_regions.is_empty() {
+        writeln!(
+            out,
+            "\n  {} regions skipped (listed below)",
+            scan.skipped_regions.len()
+        )?;
+    }
     let totals = &account.totals;
     writeln!(
         out,
@@ -210,22 +238,56 @@ fn write_account(out: &mut dyn Write, account: &AccountReport) -> io::Result<()>
     )
 }
 
-fn write_skipped_regions(out: &mut dyn Write, skipped: &[SkippedRegion]) -> io::Result<()> {
+fn write_skipped_accounts(out: &mut dyn Write, skipped: &[SkippedAccount]) -> io::Result<()> {
     if skipped.is_empty() {
         return Ok(());
     }
-    writeln!(out, "\n  Skipped regions:")?;
-    for region in skipped {
+    writeln!(out, "Skipped accounts:")?;
+    for account in skipped {
+        let name = account
+            .name
+            .as_deref()
+            .map(|n| format!(" ({})", sanitize(n)))
+            .unwrap_or_default();
+        write!(
+            out,
+            "  {}{name}: {}",
+            account.account_id,
+            sanitize(&account.reason)
+        )?;
+        match &account.hint {
+            Some(hint) => writeln!(out, "; {hint}")?,
+            None => writeln!(out)?,
+        }
+    }
+    writeln!(out)
+}
+
+fn write_skipped_regions(out: &mut dyn Write, accounts: &[AccountReport]) -> io::Result<()> {
+    let skipped: Vec<_> = accounts
+        .iter()
+        .flat_map(|a| {
+            a.scan
+                .skipped_regions
+                .iter()
+                .map(move |r| (&a.scan.account_id, r))
+        })
+        .collect();
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Skipped regions:")?;
+    for (account, region) in skipped {
         let hint = region.error.as_ref().and_then(|e| e.hint());
         let hint = hint.map(|h| format!(" ({h})")).unwrap_or_default();
         writeln!(
             out,
-            "    {}: {}{hint}",
+            "  {account} {}: {}{hint}",
             region.region,
             sanitize(&region.reason)
         )?;
     }
-    Ok(())
+    writeln!(out)
 }
 
 fn styled(mut table: Table) -> Table {
@@ -276,6 +338,10 @@ impl From<&crate::plan::Finding> for InstanceRow {
 
 #[derive(Tabled)]
 struct SummaryRow {
+    #[tabled(rename = "accounts scanned")]
+    accounts_scanned: usize,
+    #[tabled(rename = "accounts skipped")]
+    accounts_skipped: usize,
     #[tabled(rename = "regions scanned")]
     regions_scanned: usize,
     #[tabled(rename = "regions skipped")]
@@ -294,6 +360,8 @@ struct SummaryRow {
 
 fn summary_row(t: &Totals) -> SummaryRow {
     SummaryRow {
+        accounts_scanned: t.accounts_scanned,
+        accounts_skipped: t.accounts_skipped,
         regions_scanned: t.regions_scanned,
         regions_skipped: t.regions_skipped,
         instances: t.instances,

@@ -65,7 +65,7 @@ pub async fn scan_account(
     concurrency: usize,
 ) -> Result<AccountScan, ScanError> {
     let home = target.config.region().map_or("us-east-1", |r| r.as_ref());
-    let all = Ec2::new(&target.config, home)
+    let all = Ec2::new(&target.config, &target.account_id, home)
         .regions()
         .await
         .map_err(ScanError::Regions)?;
@@ -84,7 +84,7 @@ pub async fn scan_account(
         })
         .collect();
     let scans: Vec<_> = stream::iter(selection.scan)
-        .map(|region| scan_region(&target.config, region))
+        .map(|region| scan_region(target, region))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
@@ -107,10 +107,13 @@ pub async fn scan_account(
     })
 }
 
-async fn scan_region(config: &SdkConfig, region: String) -> Result<RegionScan, SkippedRegion> {
-    let span = info_span!("scan", %region);
+async fn scan_region(target: &AccountTarget, region: String) -> Result<RegionScan, SkippedRegion> {
+    let span = info_span!("scan", account = %target.account_id, %region);
     async {
-        let records = match Ec2::new(config, &region).instances().await {
+        let records = match Ec2::new(&target.config, &target.account_id, &region)
+            .instances()
+            .await
+        {
             Ok(records) => records,
             Err(error) => {
                 info!(%error, "skipping region: DescribeInstances failed");

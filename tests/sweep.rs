@@ -150,7 +150,7 @@ fn json_report_counts_every_instance_and_dry_run_changes_nothing() {
     assert_eq!(
         report["totals"],
         json!({
-            "regions_scanned": 20, "regions_skipped": 0, "instances": 10, "enforced": 2,
+            "accounts_scanned": 1, "accounts_skipped": 0, "regions_scanned": 20, "regions_skipped": 0, "instances": 10, "enforced": 2,
             "to_change": 6, "imds_disabled": 2, "not_actionable": 1, "errors": 0
         })
     );

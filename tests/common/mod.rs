@@ -113,23 +113,69 @@ impl Emulator {
 
     /// An EC2 client in `region` with the fixture credentials, for seeding and checking.
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        let credentials = Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "fixture");
-        let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        self.ec2_as(&fixture_credentials(), region)
+    }
+
+    /// An EC2 client in `region` with the given credentials (an account's assumed role).
+    pub fn ec2_as(&self, credentials: &Credentials, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+                .endpoint_url(&self.url)
+                .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
+                .credentials_provider(credentials.clone())
+                .build(),
+        )
+    }
+
+    /// The caller's SDK configuration with the fixture credentials in us-east-1.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
             .endpoint_url(&self.url)
-            .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
-            .credentials_provider(credentials)
-            .build();
-        aws_sdk_ec2::Client::from_conf(config)
+            .region(aws_config::Region::from_static("us-east-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    fixture_credentials(),
+                ),
+            )
+            .build()
+    }
+
+    /// Temporary credentials for `account`, as the tool would get them.
+    pub fn credentials_for(&self, account: &str) -> Credentials {
+        let sts = aws_sdk_sts::Client::new(&self.sdk_config());
+        let role = format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole");
+        let output = self
+            .block_on(
+                sts.assume_role()
+                    .role_arn(role)
+                    .role_session_name("seed")
+                    .send(),
+            )
+            .expect("assume role for seeding");
+        let c = output.credentials().expect("credentials");
+        Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "seed",
+        )
     }
 
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
 
-    /// Launches one instance as described and returns its id.
+    /// Launches one instance in the fixture account and returns its id.
     pub fn launch(&self, region: &str, spec: Spec) -> String {
-        let ec2 = self.ec2(region);
+        self.launch_as(&fixture_credentials(), region, spec)
+    }
+
+    /// Launches one instance with the given credentials and returns its id.
+    pub fn launch_as(&self, credentials: &Credentials, region: &str, spec: Spec) -> String {
+        let ec2 = self.ec2_as(credentials, region);
         let mut options = InstanceMetadataOptionsRequest::builder()
             .http_tokens(HttpTokensState::from(spec.tokens))
             .http_put_response_hop_limit(spec.hop_limit);
@@ -173,9 +219,14 @@ impl Emulator {
 
     /// The metadata options of one instance as the emulator holds them now.
     pub fn options(&self, region: &str, id: &str) -> Options {
+        self.options_as(&fixture_credentials(), region, id)
+    }
+
+    /// The metadata options of one instance of the account behind `credentials`.
+    pub fn options_as(&self, credentials: &Credentials, region: &str, id: &str) -> Options {
         let output = self
             .block_on(
-                self.ec2(region)
+                self.ec2_as(credentials, region)
                     .describe_instances()
                     .instance_ids(id)
                     .send(),
@@ -193,6 +244,10 @@ impl Emulator {
             hop_limit: options.http_put_response_hop_limit().expect("hop limit"),
         }
     }
+}
+
+fn fixture_credentials() -> Credentials {
+    Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "fixture")
 }
 
 impl Drop for Emulator {
@@ -268,6 +323,39 @@ impl Home {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Adds a profile with temporary credentials (an assumed role's) to the fixture files.
+    pub fn add_profile(&self, name: &str, credentials: &Credentials, endpoint: &str) {
+        use std::io::Write;
+        let append = |file: &str, text: String| {
+            let path = self.path().join(file);
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .expect("open");
+            file.write_all(text.as_bytes()).expect("append");
+        };
+        append(
+            "config",
+            format!("\n[profile {name}]\nregion = us-east-1\nendpoint_url = {endpoint}\n"),
+        );
+        append(
+            "credentials",
+            format!(
+                "\n[{name}]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\n",
+                credentials.access_key_id(),
+                credentials.secret_access_key(),
+                credentials.session_token().unwrap_or_default()
+            ),
+        );
+    }
+
+    /// Writes a config file for `--config` and returns its path.
+    pub fn config_file(&self, text: &str) -> String {
+        let path = self.path().join("imds-sweep.toml");
+        std::fs::write(&path, text).expect("write config file");
+        path.to_str().expect("utf-8 path").to_owned()
     }
 
     pub fn journal(&self) -> PathBuf {

@@ -10,11 +10,13 @@ produce on its own. This module wraps moto's in-process WSGI application and:
   parameters) from the SigV4 Authorization header and the request body;
 * counts requests per ``service:Action`` so tests can assert on API usage;
 * answers or delays requests according to fault rules registered at runtime;
-* corrects moto's deviations from real AWS, one small named function each;
+* corrects moto's deviations from real AWS, one small named function each
+  (EC2 metadata options and regions, and who may read an Organization);
 * serves a JSON control API under ``/_layer/`` on the same port.
 
 Everything that is not an AWS request (for instance ``/moto-api/``) is passed
-to moto untouched.
+to moto untouched; only a ``/moto-api/reset`` is followed by the one clean-up
+that moto's reset forgets (see ``forget_organization_memberships``).
 """
 
 from __future__ import annotations
@@ -42,9 +44,12 @@ from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
 from moto.iam.models import get_account_id_from
+from moto.organizations.models import OrganizationsBackend, organizations_backends
 from moto.server import DomainDispatcherApplication, create_backend_app
+from moto.utilities.utils import get_partition
 
 CONTROL_PREFIX = "/_layer/"
+MOTO_RESET_PATH = "/moto-api/reset"
 
 EC2_NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
 QUERY_NAMESPACES = {
@@ -58,6 +63,21 @@ ENABLED_OPT_IN_STATUSES = ("opt-in-not-required", "opted-in")
 
 # Credential=AKID/20250101/eu-west-1/ec2/aws4_request (the date part is ignored).
 _CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/[^/,\s]+/([^/,\s]+)/([^/,\s]+)/aws4_request")
+
+# Organizations calls that AWS answers only to the management account and to
+# delegated administrators: the read-only views of the organization's structure
+# and accounts. (DescribeOrganization is not among them: every member may call
+# it, and moto already answers it correctly for members.)
+ORGANIZATIONS_ADMIN_READS = frozenset({
+    "DescribeAccount",
+    "DescribeOrganizationalUnit",
+    "ListAccounts",
+    "ListAccountsForParent",
+    "ListChildren",
+    "ListOrganizationalUnitsForParent",
+    "ListParents",
+    "ListRoots",
+})
 
 # Instance metadata options as named in the query API, mapped to the attribute
 # names of moto's MetadataOptions object.
@@ -528,6 +548,90 @@ def describe_regions(req: AwsRequest, opt_ins: RegionOptIns) -> Reply:
 
 
 # --------------------------------------------------------------------------
+# Corrections of moto 5.2's Organizations model
+# --------------------------------------------------------------------------
+#
+# moto keeps one Organizations backend per account. The organization (its
+# accounts, OUs and delegated administrators) lives only in the management
+# account's backend; ``organizations_backends.master_accounts`` maps each member
+# account id to (management account id, partition). A member or an account in
+# no organization that calls a list/describe action therefore gets its own,
+# empty backend's view (an empty list or a NotFound error) instead of AWS's
+# AccessDeniedException or AWSOrganizationsNotInUseException.
+
+
+@dataclass(frozen=True)
+class OrgStanding:
+    """How an account relates to an organization, as far as reading it goes."""
+
+    role: str  # "management", "delegated-admin", "member" or "none"
+    management_account: str | None = None
+
+
+def organization_standing(account: str, region: str) -> OrgStanding:
+    """Classify ``account`` from moto's Organizations backends (in ``region``'s partition)."""
+    partition = get_partition(region)
+    if organizations_backends[account][partition].org is not None:
+        return OrgStanding("management", account)
+    membership = organizations_backends.master_accounts.get(account)
+    if membership is None:
+        return OrgStanding("none")
+    management_account, management_partition = membership
+    management: OrganizationsBackend = organizations_backends[management_account][management_partition]
+    if any(admin.account.id == account for admin in management.admins):
+        return OrgStanding("delegated-admin", management_account)
+    return OrgStanding("member", management_account)
+
+
+def refuse_outside_organization(req: AwsRequest, standing: OrgStanding) -> Reply | None:
+    """Correction 5: an account in no organization gets AWSOrganizationsNotInUseException.
+
+    moto answers ListAccounts and the like with an empty list instead.
+    """
+    if standing.role != "none":
+        return None
+    return error_reply(
+        req, 400, "AWSOrganizationsNotInUseException",
+        "Your account is not a member of an organization.",
+    )
+
+
+def refuse_plain_member(req: AwsRequest, standing: OrgStanding) -> Reply | None:
+    """Correction 6: a member that is not a delegated administrator gets AccessDeniedException.
+
+    moto answers from the member's own empty backend (or, for ListRoots, from
+    the management account's backend) instead.
+    """
+    if standing.role != "member":
+        return None
+    return error_reply(
+        req, 400, "AccessDeniedException", "You don't have permissions to access this resource."
+    )
+
+
+def act_as_account(environ: dict[str, Any], account: str) -> None:
+    """Correction 7: make moto answer the request as ``account``.
+
+    Used to answer a delegated administrator from the management account's
+    backend, where the organization lives. moto reads the account from the
+    ``x-moto-account-id`` header before looking at the access key; only a
+    ``MOTO_ACCOUNT_ID`` environment variable (not used by the emulator) would
+    take precedence over it.
+    """
+    environ["HTTP_X_MOTO_ACCOUNT_ID"] = account
+
+
+def forget_organization_memberships() -> None:
+    """Correction 8: moto's reset drops every organization but not ``master_accounts``.
+
+    A stale entry would make a former member look like a member of an
+    organization that no longer exists (moto itself then crashes on
+    DescribeOrganization, and cannot create an organization from that account).
+    """
+    organizations_backends.master_accounts.clear()
+
+
+# --------------------------------------------------------------------------
 # The WSGI layer
 # --------------------------------------------------------------------------
 
@@ -537,6 +641,7 @@ def reset_moto() -> None:
     from moto.moto_api._internal.models import moto_api_backend
 
     moto_api_backend.reset()
+    forget_organization_memberships()
 
 
 class EmulatorLayer:
@@ -555,6 +660,10 @@ class EmulatorLayer:
         body = read_body(environ)
         req = identify(environ, body)
         if req is None:
+            if environ.get("PATH_INFO") == MOTO_RESET_PATH:
+                reply = self.forward(environ)
+                forget_organization_memberships()
+                return reply.send(start_response)
             return self.app(environ, start_response)
         return self.handle_aws(req, environ, body).send(start_response)
 
@@ -590,6 +699,18 @@ class EmulatorLayer:
             replace_body(environ, fill_unsent_metadata_options(instance, body))
             reply = self.forward(environ)
             return report_pending_for_running(reply) if was_running else reply
+        if req.service == "organizations" and req.action in ORGANIZATIONS_ADMIN_READS:
+            return self.answer_organization_read(req, environ)
+        return self.forward(environ)
+
+    def answer_organization_read(self, req: AwsRequest, environ: dict[str, Any]) -> Reply:
+        """Answer a read of the organization as AWS would for the calling account."""
+        standing = organization_standing(req.account, req.region)
+        refusal = refuse_outside_organization(req, standing) or refuse_plain_member(req, standing)
+        if refusal is not None:
+            return refusal
+        if standing.role == "delegated-admin":
+            act_as_account(environ, standing.management_account)
         return self.forward(environ)
 
     def forward(self, environ: dict[str, Any]) -> Reply:

@@ -5,7 +5,16 @@ Why: the demo and manual testing of imds-sweep need a realistic-looking fleet
 hand-typing dozens of CLI calls. Seeding goes through boto3 rather than moto's
 internals, so it exercises the same HTTP path as the tool itself.
 
-    python seed.py --endpoint http://127.0.0.1:PORT --scenario demo
+    python seed.py --endpoint http://127.0.0.1:PORT --scenario org-demo
+
+Scenarios:
+
+* ``demo``: one account (the demo access key's, 123456789012) with 12 instances;
+* ``org-demo``: an AWS Organization managed by that account, with OUs, three
+  active member accounts and a closed one, and 15 instances spread over the
+  management and member accounts. Member instances are created through
+  ``sts:AssumeRole`` into ``OrganizationAccountAccessRole``, as imds-sweep
+  itself reaches member accounts.
 
 Add a scenario by writing a ``def seed_x(endpoint) -> str`` function (returning
 a one-line summary) and registering it in ``SCENARIOS``.
@@ -21,9 +30,23 @@ from typing import Any, Callable
 
 import boto3
 
-DEMO_ACCESS_KEY = "AKIADEMO00000000000"
+DEMO_ACCESS_KEY = "AKIADEMO00000000000"  # unknown to moto's IAM, so account 123456789012
 DEMO_SECRET_KEY = "demo-secret"
 IMAGE_ID = "ami-12c6146b"  # moto does not check that RunInstances AMIs exist
+MEMBER_ROLE = "OrganizationAccountAccessRole"
+ORGANIZATIONS_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Explicit credentials for boto3 clients (never taken from the environment)."""
+
+    access_key: str
+    secret_key: str
+    session_token: str | None = None
+
+
+DEMO_CREDENTIALS = Credentials(DEMO_ACCESS_KEY, DEMO_SECRET_KEY)
 
 
 @dataclass
@@ -37,19 +60,25 @@ class InstanceSpec:
     metadata: dict[str, Any] = field(default_factory=dict)  # extra MetadataOptions
 
 
-def ec2_client(endpoint: str, region: str) -> Any:
+def aws_client(
+    service: str, endpoint: str, region: str, credentials: Credentials = DEMO_CREDENTIALS
+) -> Any:
     return boto3.client(
-        "ec2",
+        service,
         endpoint_url=endpoint,
         region_name=region,
-        aws_access_key_id=DEMO_ACCESS_KEY,
-        aws_secret_access_key=DEMO_SECRET_KEY,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.session_token,
     )
 
 
-def launch(endpoint: str, spec: InstanceSpec) -> str:
-    """Create ``spec`` and move it to its final state; returns the instance id."""
-    ec2 = ec2_client(endpoint, spec.region)
+def launch(endpoint: str, spec: InstanceSpec, credentials: Credentials = DEMO_CREDENTIALS) -> str:
+    """Create ``spec`` in the credentials' account and move it to its final state.
+
+    Returns the instance id.
+    """
+    ec2 = aws_client("ec2", endpoint, spec.region, credentials)
     options = {"HttpTokens": spec.tokens, **spec.metadata}
     reservation = ec2.run_instances(
         ImageId=IMAGE_ID,
@@ -69,16 +98,27 @@ def launch(endpoint: str, spec: InstanceSpec) -> str:
     return instance_id
 
 
-def summarize(name: str, specs: list[InstanceSpec]) -> str:
+def launch_all(
+    endpoint: str, specs: list[InstanceSpec], credentials: Credentials = DEMO_CREDENTIALS
+) -> list[str]:
+    return [launch(endpoint, spec, credentials) for spec in specs]
+
+
+def describe_fleet(specs: list[InstanceSpec]) -> str:
+    """Instance, region, state and HttpTokens counts of ``specs``, as one phrase."""
     regions = sorted({s.region for s in specs})
     live = [s for s in specs if s.state != "terminated"]
     optional = sum(1 for s in live if s.tokens == "optional")
     states = Counter(s.state for s in specs)
     state_text = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     return (
-        f"seeded scenario {name}: {len(specs)} instances in {len(regions)} regions "
-        f"({', '.join(regions)}); {state_text}; {optional} non-terminated with HttpTokens=optional"
+        f"{len(specs)} instances in {len(regions)} regions ({', '.join(regions)}); "
+        f"{state_text}; {optional} non-terminated with HttpTokens=optional"
     )
+
+
+def summarize(name: str, specs: list[InstanceSpec]) -> str:
+    return f"seeded scenario {name}: {describe_fleet(specs)}"
 
 
 DEMO_FLEET = [
@@ -99,13 +139,122 @@ DEMO_FLEET = [
 
 def seed_demo(endpoint: str) -> str:
     """The demo fleet: IMDSv1 stragglers among compliant instances in 3 regions."""
-    for spec in DEMO_FLEET:
-        launch(endpoint, spec)
+    launch_all(endpoint, DEMO_FLEET)
     return summarize("demo", DEMO_FLEET)
+
+
+# --------------------------------------------------------------------------
+# org-demo: an organization with member accounts
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class MemberSpec:
+    """A member account to create, where to put it, what runs in it, and whether to close it."""
+
+    name: str
+    ou_path: tuple[str, ...] = ()  # OU names from the root; () keeps the account in the root
+    fleet: list[InstanceSpec] = field(default_factory=list)
+    closed: bool = False
+
+
+# OU paths to create, parents before children.
+ORG_DEMO_OUS: list[tuple[str, ...]] = [("Production",), ("Production", "Payments"), ("Sandbox",)]
+
+ORG_DEMO_MANAGEMENT_FLEET = [
+    InstanceSpec("mgmt-bastion", "us-east-1"),
+    InstanceSpec("mgmt-ci-runner", "us-east-1", tokens="required"),
+]
+
+ORG_DEMO_MEMBERS = [
+    MemberSpec("prod-web", ("Production",), [
+        InstanceSpec("web-1", "us-east-1"),
+        InstanceSpec("web-2", "us-east-1"),
+        InstanceSpec("api-gateway", "us-east-1", tokens="required"),
+        InstanceSpec("web-eu-1", "eu-west-1"),
+        InstanceSpec("k8s-node-a", "eu-west-1", metadata={"HttpPutResponseHopLimit": 2}),
+        InstanceSpec("old-bastion", "eu-west-1", state="terminated"),
+    ]),
+    MemberSpec("payments", ("Production", "Payments"), [
+        InstanceSpec("payments-api", "us-east-1", tokens="required"),
+        InstanceSpec("payments-batch", "eu-west-1", state="stopped"),
+        InstanceSpec("legacy-db", "ap-southeast-2", metadata={"HttpEndpoint": "disabled"}),
+        InstanceSpec("ledger", "ap-southeast-2", tokens="required", state="stopped"),
+    ]),
+    MemberSpec("sandbox-dev", ("Sandbox",), [
+        InstanceSpec("dev-box-1", "ap-southeast-2"),
+        InstanceSpec("dev-box-2", "ap-southeast-2", state="stopped"),
+        InstanceSpec("experiment", "eu-west-1", tokens="required"),
+    ]),
+    MemberSpec("legacy-closed", closed=True),
+]
+
+
+def create_ous(
+    organizations: Any, root_id: str, paths: list[tuple[str, ...]]
+) -> dict[tuple[str, ...], str]:
+    """Create the OUs named by ``paths``; returns path → OU id, with () → the root id."""
+    ids: dict[tuple[str, ...], str] = {(): root_id}
+    for path in paths:
+        created = organizations.create_organizational_unit(ParentId=ids[path[:-1]], Name=path[-1])
+        ids[path] = created["OrganizationalUnit"]["Id"]
+    return ids
+
+
+def member_credentials(endpoint: str, account_id: str) -> Credentials:
+    """Temporary credentials of ``MEMBER_ROLE`` in ``account_id``, assumed by the management account."""
+    sts = aws_client("sts", endpoint, ORGANIZATIONS_REGION)
+    assumed = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{account_id}:role/{MEMBER_ROLE}", RoleSessionName="imds-sweep-seed"
+    )["Credentials"]
+    return Credentials(assumed["AccessKeyId"], assumed["SecretAccessKey"], assumed["SessionToken"])
+
+
+def seed_org_demo(endpoint: str) -> str:
+    """An organization whose IMDSv1 stragglers are spread over member accounts and OUs."""
+    organizations = aws_client("organizations", endpoint, ORGANIZATIONS_REGION)
+    organization = organizations.create_organization(FeatureSet="ALL")["Organization"]
+    management_id = organization["MasterAccountId"]
+    root_id = organizations.list_roots()["Roots"][0]["Id"]
+    ou_ids = create_ous(organizations, root_id, ORG_DEMO_OUS)
+    launch_all(endpoint, ORG_DEMO_MANAGEMENT_FLEET)
+
+    placement = {management_id: "management"}
+    fleet = list(ORG_DEMO_MANAGEMENT_FLEET)
+    instance_counts = {management_id: len(ORG_DEMO_MANAGEMENT_FLEET)}
+    for member in ORG_DEMO_MEMBERS:
+        status = organizations.create_account(
+            AccountName=member.name, Email=f"{member.name}@example.com"
+        )["CreateAccountStatus"]
+        account_id = status["AccountId"]  # moto creates accounts synchronously (SUCCEEDED)
+        if member.ou_path:
+            organizations.move_account(
+                AccountId=account_id, SourceParentId=root_id,
+                DestinationParentId=ou_ids[member.ou_path],
+            )
+        placement[account_id] = "/".join(member.ou_path) or "root"
+        if member.fleet:
+            launch_all(endpoint, member.fleet, member_credentials(endpoint, account_id))
+        fleet += member.fleet
+        instance_counts[account_id] = len(member.fleet)
+        if member.closed:
+            organizations.close_account(AccountId=account_id)
+
+    accounts = organizations.list_accounts()["Accounts"]
+    account_text = ", ".join(
+        f"{a['Id']} {a['Name']} ({placement[a['Id']]}, {a['State']}, "
+        f"{instance_counts[a['Id']]} instances)"
+        for a in accounts
+    )
+    return (
+        f"seeded scenario org-demo: organization {organization['Id']} with {len(accounts)} "
+        f"accounts [{account_text}] in {len(ORG_DEMO_OUS)} OUs; {describe_fleet(fleet)}"
+    )
 
 
 SCENARIOS: dict[str, Callable[[str], str]] = {
     "demo": seed_demo,
+    "org-demo": seed_org_demo,
 }
 
 

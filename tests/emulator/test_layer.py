@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from botocore.exceptions import ClientError
@@ -207,6 +207,167 @@ def test_region_override_rejects_unknown_status(control):
         "account": DEFAULT_ACCOUNT, "region": "ap-east-1", "opt_in_status": "enabled",
     })
     assert status == 400 and "opt_in_status" in body["error"]
+
+
+# --------------------------------------------------------------------------
+# Corrections 5-8: who may read an organization
+# --------------------------------------------------------------------------
+
+ACCESS_DENIED = (400, "AccessDeniedException", "You don't have permissions to access this resource.")
+NOT_IN_USE = (400, "AWSOrganizationsNotInUseException", "Your account is not a member of an organization.")
+DELEGATED_SERVICE = "ssm.amazonaws.com"
+
+
+@pytest.fixture
+def organization(client) -> dict[str, Any]:
+    """An organization managed by the default account, with one OU and one member in it."""
+    management = client("organizations", "us-east-1")
+    management.create_organization(FeatureSet="ALL")
+    root_id = management.list_roots()["Roots"][0]["Id"]
+    ou_id = management.create_organizational_unit(ParentId=root_id, Name="Workloads")[
+        "OrganizationalUnit"]["Id"]
+    member = management.create_account(AccountName="member", Email="member@example.com")[
+        "CreateAccountStatus"]["AccountId"]
+    management.move_account(AccountId=member, SourceParentId=root_id, DestinationParentId=ou_id)
+    return {"management": management, "member": member, "root_id": root_id, "ou_id": ou_id}
+
+
+def client_as(client, account: str, service: str = "organizations") -> Any:
+    """A client with credentials of a role assumed in ``account``."""
+    credentials = client("sts", "us-east-1").assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole",
+        RoleSessionName="layer-test",
+    )["Credentials"]
+    return client(
+        service, "us-east-1", credentials["AccessKeyId"], credentials["SecretAccessKey"],
+        credentials["SessionToken"],
+    )
+
+
+def organization_reads(org: dict[str, Any]) -> dict[str, Callable[[Any], Any]]:
+    """Every corrected read action, as a call on an Organizations client."""
+    return {
+        "ListAccounts": lambda c: c.list_accounts(),
+        "ListAccountsForParent": lambda c: c.list_accounts_for_parent(ParentId=org["ou_id"]),
+        "ListOrganizationalUnitsForParent":
+            lambda c: c.list_organizational_units_for_parent(ParentId=org["root_id"]),
+        "ListChildren": lambda c: c.list_children(ParentId=org["root_id"], ChildType="ACCOUNT"),
+        "ListRoots": lambda c: c.list_roots(),
+        "DescribeAccount": lambda c: c.describe_account(AccountId=org["member"]),
+        "DescribeOrganizationalUnit":
+            lambda c: c.describe_organizational_unit(OrganizationalUnitId=org["ou_id"]),
+        "ListParents": lambda c: c.list_parents(ChildId=org["member"]),
+    }
+
+
+def without_metadata(response: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in response.items() if k != "ResponseMetadata"}
+
+
+def account_ids(response: dict[str, Any]) -> set[str]:
+    return {a["Id"] for a in response["Accounts"]}
+
+
+def test_member_is_denied_organization_reads(client, organization):
+    member = client_as(client, organization["member"])
+
+    errors = {}
+    for action, call in organization_reads(organization).items():
+        with pytest.raises(ClientError) as excinfo:
+            call(member)
+        errors[action] = error_of(excinfo)
+
+    assert errors == {action: ACCESS_DENIED for action in organization_reads(organization)}
+    # Members may still describe the organization they belong to.
+    assert member.describe_organization()["Organization"]["MasterAccountId"] == DEFAULT_ACCOUNT
+
+
+def test_delegated_administrator_reads_the_organization(client, organization):
+    management = organization["management"]
+    management.register_delegated_administrator(
+        AccountId=organization["member"], ServicePrincipal=DELEGATED_SERVICE
+    )
+    admin = client_as(client, organization["member"])
+
+    assert account_ids(admin.list_accounts()) == {DEFAULT_ACCOUNT, organization["member"]}
+    assert account_ids(admin.list_accounts_for_parent(ParentId=organization["ou_id"])) == {
+        organization["member"]
+    }
+    assert admin.list_roots()["Roots"][0]["Id"] == organization["root_id"]
+    assert admin.describe_account(AccountId=DEFAULT_ACCOUNT)["Account"]["Name"] == "master"
+    # Every corrected read answers the administrator exactly as the management account.
+    for action, call in organization_reads(organization).items():
+        assert without_metadata(call(admin)) == without_metadata(call(management)), action
+
+
+def test_deregistered_administrator_is_denied_again(client, organization):
+    management, member = organization["management"], organization["member"]
+    management.register_delegated_administrator(AccountId=member, ServicePrincipal=DELEGATED_SERVICE)
+    management.deregister_delegated_administrator(AccountId=member, ServicePrincipal=DELEGATED_SERVICE)
+
+    with pytest.raises(ClientError) as excinfo:
+        client_as(client, member).list_accounts()
+    assert error_of(excinfo) == ACCESS_DENIED
+
+
+def test_account_outside_any_organization_gets_not_in_use(client, organization):
+    outsider = client_as(client, "444455556666")
+
+    errors = {}
+    for action, call in organization_reads(organization).items():
+        with pytest.raises(ClientError) as excinfo:
+            call(outsider)
+        errors[action] = error_of(excinfo)
+
+    assert errors == {action: NOT_IN_USE for action in organization_reads(organization)}
+
+
+def test_management_without_organization_gets_not_in_use(client):
+    with pytest.raises(ClientError) as excinfo:
+        client("organizations", "us-east-1").list_accounts()
+    assert error_of(excinfo) == NOT_IN_USE
+
+
+def test_management_account_reads_are_unaffected(client, organization):
+    management, member = organization["management"], organization["member"]
+
+    accounts = management.list_accounts()["Accounts"]
+    children = management.list_children(ParentId=organization["ou_id"], ChildType="ACCOUNT")
+
+    assert {a["Id"]: (a["Name"], a["State"]) for a in accounts} == {
+        DEFAULT_ACCOUNT: ("master", "ACTIVE"), member: ("member", "ACTIVE"),
+    }
+    assert children["Children"] == [{"Id": member, "Type": "ACCOUNT"}]
+    assert management.describe_account(AccountId=member)["Account"]["Email"] == "member@example.com"
+    ous = management.list_organizational_units_for_parent(ParentId=organization["root_id"])
+    assert [ou["Name"] for ou in ous["OrganizationalUnits"]] == ["Workloads"]
+
+
+def test_fault_rules_still_apply_to_organization_reads(client, organization, control):
+    control("POST", "/_layer/faults", {
+        "service": "organizations", "action": "ListAccounts", "status": 400,
+        "code": "TooManyRequestsException", "message": "slow down", "times": 1,
+    })
+    with pytest.raises(ClientError) as excinfo:
+        organization["management"].list_accounts()
+    assert error_of(excinfo) == (400, "TooManyRequestsException", "slow down")
+    assert len(organization["management"].list_accounts()["Accounts"]) == 2
+
+
+@pytest.mark.parametrize("reset_path", ["/_layer/reset", "/moto-api/reset"])
+def test_reset_forgets_organization_memberships(client, organization, emulator, reset_path):
+    member = organization["member"]
+    request = urllib.request.Request(emulator.url + reset_path, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+    # Credentials do not survive a reset either: assume the role again.
+    former_member = client_as(client, member)
+    with pytest.raises(ClientError) as excinfo:
+        former_member.describe_organization()
+    assert error_of(excinfo) == NOT_IN_USE
+    created = former_member.create_organization(FeatureSet="ALL")
+    assert created["Organization"]["MasterAccountId"] == member
 
 
 # --------------------------------------------------------------------------
