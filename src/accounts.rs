@@ -83,18 +83,13 @@ pub fn select(all: &[OrgAccount], accounts: &IdFilter, ous: &OuMembers) -> Selec
     let nothing_included = accounts.include.is_empty() && ous.included.is_none();
     for account in all {
         let by_id = accounts.include.contains(&account.id);
-        let by_ou = ous
-            .included
-            .as_ref()
-            .is_some_and(|ids| ids.contains(&account.id));
+        let by_ou = ous.included.as_ref().is_some_and(|ids| ids.contains(&account.id));
         if !(nothing_included || by_id || by_ou) {
             continue;
         }
         let skip = |kind, reason: &str| SkippedAccount::new(account, kind, reason.to_owned());
         if accounts.exclude.contains(&account.id) {
-            selection
-                .skipped
-                .push(skip(SkipKind::Excluded, "excluded by [accounts] exclude"));
+            selection.skipped.push(skip(SkipKind::Excluded, "excluded by [accounts] exclude"));
         } else if ous.excluded.contains(&account.id) {
             let reason = "in an OU excluded by [organizational_units] exclude";
             selection.skipped.push(skip(SkipKind::Excluded, reason));
@@ -107,11 +102,7 @@ pub fn select(all: &[OrgAccount], accounts: &IdFilter, ous: &OuMembers) -> Selec
     }
     for id in &accounts.include {
         if !all.iter().any(|a| &a.id == id) {
-            let missing = OrgAccount {
-                id: id.clone(),
-                name: None,
-                state: String::new(),
-            };
+            let missing = OrgAccount { id: id.clone(), name: None, state: String::new() };
             let reason = "included by [accounts] include, but not an account of this organization";
             selection.skipped.push(SkippedAccount::new(
                 &missing,
@@ -152,20 +143,13 @@ mod tests {
     }
 
     fn skipped(selection: &Selection) -> Vec<(&str, SkipKind)> {
-        selection
-            .skipped
-            .iter()
-            .map(|s| (s.account_id.as_str(), s.kind))
-            .collect()
+        selection.skipped.iter().map(|s| (s.account_id.as_str(), s.kind)).collect()
     }
 
     #[test]
     fn every_active_account_by_default_and_others_listed_with_their_state() {
         let selection = select(&org(), &IdFilter::default(), &OuMembers::default());
-        assert_eq!(
-            swept(&selection),
-            ["111111111111", "222222222222", "444444444444"]
-        );
+        assert_eq!(swept(&selection), ["111111111111", "222222222222", "444444444444"]);
         assert_eq!(skipped(&selection), [("333333333333", SkipKind::NotActive)]);
         assert!(selection.skipped[0].reason.contains("SUSPENDED"));
         assert!(!selection.skipped[0].is_error());
@@ -184,10 +168,7 @@ mod tests {
 
     #[test]
     fn ou_inclusion_adds_to_account_inclusion_and_ou_exclusion_wins() {
-        let filter = IdFilter {
-            include: ids(&["111111111111"]),
-            exclude: vec![],
-        };
+        let filter = IdFilter { include: ids(&["111111111111"]), exclude: vec![] };
         let ous = OuMembers {
             included: Some(["222222222222", "444444444444"].map(String::from).into()),
             excluded: ["444444444444".to_string()].into(),
@@ -199,16 +180,10 @@ mod tests {
 
     #[test]
     fn an_included_account_outside_the_organization_is_reported() {
-        let filter = IdFilter {
-            include: ids(&["999999999999"]),
-            exclude: vec![],
-        };
+        let filter = IdFilter { include: ids(&["999999999999"]), exclude: vec![] };
         let selection = select(&org(), &filter, &OuMembers::default());
         assert!(selection.sweep.is_empty());
-        assert_eq!(
-            skipped(&selection),
-            [("999999999999", SkipKind::NotInOrganization)]
-        );
+        assert_eq!(skipped(&selection), [("999999999999", SkipKind::NotInOrganization)]);
         assert!(selection.skipped[0].is_error());
     }
 }

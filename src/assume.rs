@@ -34,12 +34,7 @@ impl RoleRequest {
         prefix: &str,
         external_id: Option<&str>,
     ) -> Self {
-        let partition = caller
-            .arn
-            .split(':')
-            .nth(1)
-            .filter(|p| !p.is_empty())
-            .unwrap_or("aws");
+        let partition = caller.arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws");
         RoleRequest {
             role_arn: format!("arn:{partition}:iam::{account}:role/{role}"),
             session_name: session_name(prefix, &caller.arn),
@@ -54,22 +49,15 @@ pub fn session_name(prefix: &str, caller_arn: &str) -> String {
     let caller = caller_arn.rsplit(['/', ':']).next().unwrap_or_default();
     let allowed = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
     let caller: String = caller.chars().filter(|&c| allowed(c)).collect();
-    let name = if caller.is_empty() {
-        prefix.to_owned()
-    } else {
-        format!("{prefix}-{caller}")
-    };
+    let name = if caller.is_empty() { prefix.to_owned() } else { format!("{prefix}-{caller}") };
     name.chars().take(64).collect()
 }
 
 /// Assumes the role once (so that a denial is reported before the scan) and returns an SDK
 /// configuration for the account whose credentials renew themselves.
 pub async fn account_config(base: &SdkConfig, request: RoleRequest) -> Result<SdkConfig, ApiError> {
-    let assumer = Assumer {
-        sts: aws_sdk_sts::Client::new(base),
-        request,
-        current: Mutex::new(None),
-    };
+    let assumer =
+        Assumer { sts: aws_sdk_sts::Client::new(base), request, current: Mutex::new(None) };
     let first = assumer.assume().await?;
     *assumer.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(first);
     let provider = SharedCredentialsProvider::new(assumer);
@@ -126,10 +114,8 @@ impl ProvideCredentials for Assumer {
             if let Some(credentials) = self.fresh() {
                 return Ok(credentials);
             }
-            let renewed = self
-                .assume()
-                .await
-                .map_err(|e| CredentialsError::provider_error(e.to_string()))?;
+            let renewed =
+                self.assume().await.map_err(|e| CredentialsError::provider_error(e.to_string()))?;
             *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(renewed.clone());
             Ok(renewed)
         })
@@ -141,37 +127,25 @@ mod tests {
     use super::*;
 
     fn caller(arn: &str) -> CallerIdentity {
-        CallerIdentity {
-            account_id: "123456789012".into(),
-            arn: arn.into(),
-        }
+        CallerIdentity { account_id: "123456789012".into(), arn: arn.into() }
     }
 
     #[test]
     fn role_arn_follows_the_caller_partition() {
         let gov = caller("arn:aws-us-gov:iam::123456789012:user/alice");
         let request = RoleRequest::new(&gov, "222222222222", "Audit", "imds-sweep", None);
-        assert_eq!(
-            request.role_arn,
-            "arn:aws-us-gov:iam::222222222222:role/Audit"
-        );
+        assert_eq!(request.role_arn, "arn:aws-us-gov:iam::222222222222:role/Audit");
         assert_eq!(request.session_name, "imds-sweep-alice");
     }
 
     #[test]
     fn session_names_keep_only_what_sts_accepts() {
         let arn = "arn:aws:sts::123456789012:assumed-role/Admin/alice smith@example.com";
-        assert_eq!(
-            session_name("imds-sweep", arn),
-            "imds-sweep-alicesmith@example.com"
-        );
+        assert_eq!(session_name("imds-sweep", arn), "imds-sweep-alicesmith@example.com");
         assert_eq!(
             session_name("p", &format!("arn:aws:iam::1:user/{}", "x".repeat(100))).len(),
             64
         );
-        assert_eq!(
-            session_name("imds-sweep", "arn:aws:iam::1:root"),
-            "imds-sweep-root"
-        );
+        assert_eq!(session_name("imds-sweep", "arn:aws:iam::1:root"), "imds-sweep-root");
     }
 }

@@ -56,16 +56,12 @@ impl ApiError {
                 } else if failure.is_io() {
                     (ApiErrorKind::Network, Some("connection failed".into()))
                 } else {
-                    (
-                        ApiErrorKind::Network,
-                        Some("the request could not be sent".into()),
-                    )
+                    (ApiErrorKind::Network, Some("the request could not be sent".into()))
                 }
             }
-            SdkError::ConstructionFailure(_) => (
-                ApiErrorKind::Other,
-                Some("the request could not be built".into()),
-            ),
+            SdkError::ConstructionFailure(_) => {
+                (ApiErrorKind::Other, Some("the request could not be built".into()))
+            }
             _ => (kind_of(err.code()), err.message().map(str::to_owned)),
         };
         ApiError {
@@ -167,18 +163,9 @@ mod tests {
 
     #[test]
     fn denied_and_missing_instances_are_told_apart() {
-        assert_eq!(
-            kind_of(Some("UnauthorizedOperation")),
-            ApiErrorKind::AccessDenied
-        );
-        assert_eq!(
-            kind_of(Some("InvalidInstanceID.NotFound")),
-            ApiErrorKind::InstanceNotFound
-        );
-        assert_eq!(
-            kind_of(Some("ExpiredToken")),
-            ApiErrorKind::CredentialsExpired
-        );
+        assert_eq!(kind_of(Some("UnauthorizedOperation")), ApiErrorKind::AccessDenied);
+        assert_eq!(kind_of(Some("InvalidInstanceID.NotFound")), ApiErrorKind::InstanceNotFound);
+        assert_eq!(kind_of(Some("ExpiredToken")), ApiErrorKind::CredentialsExpired);
         assert_eq!(kind_of(Some("SomethingNew")), ApiErrorKind::Other);
         assert_eq!(kind_of(None), ApiErrorKind::Other);
     }
@@ -191,9 +178,6 @@ mod tests {
             message: Some("not allowed".into()),
             request_id: Some("req-1".into()),
         };
-        assert_eq!(
-            err.to_string(),
-            "UnauthorizedOperation: not allowed (request id req-1)"
-        );
+        assert_eq!(err.to_string(), "UnauthorizedOperation: not allowed (request id req-1)");
     }
 }

@@ -2,16 +2,19 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 /// Enforce IMDSv2 (HttpTokens=required) on every EC2 instance of an AWS Organization or
 /// account, after one confirmation.
 #[derive(Debug, Parser)]
 #[command(name = "imds-sweep", version, about, long_about = None)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// AWS profile to use (read from ~/.aws/config and ~/.aws/credentials); without it the
     /// standard credential chain decides (environment, AWS_PROFILE, default profile, ...).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", global = true)]
     pub profile: Option<String>,
 
     /// Sweep only this region (repeatable); overrides the config file's [regions] include.
@@ -19,7 +22,7 @@ pub struct Cli {
     pub regions: Vec<String>,
 
     /// TOML config file restricting the sweep (see config.example.toml).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
 
     /// Sweep every member account of the organization; an error where it cannot be listed.
@@ -32,32 +35,67 @@ pub struct Cli {
 
     /// Role to assume in member accounts (default OrganizationAccountAccessRole); replaces
     /// [assume_role] role_name, while [[account]] entries still apply to their account.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", global = true)]
     pub role_name: Option<String>,
 
     /// Scan and report only; change nothing and ask nothing.
-    #[arg(long, conflicts_with = "yes")]
+    #[arg(long, conflicts_with = "yes", global = true)]
     pub dry_run: bool,
 
     /// Apply without asking (needed when stdin is not a terminal).
-    #[arg(long, short = 'y')]
+    #[arg(long, short = 'y', global = true)]
     pub yes: bool,
 
     /// Report format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true)]
     pub output: OutputFormat,
 
     /// Append the audit journal to this file instead of a new file under the state directory.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub journal: Option<PathBuf>,
 
+    /// After enforcing, wait until running instances report the new settings as applied.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// How long --wait waits, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
+    pub wait_timeout: u64,
+
+    /// Requests in flight at most, across accounts and regions (1: one call at a time).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024), global = true)]
+    pub concurrency: u16,
+
+    /// Timeout of one API call attempt, in seconds (failed attempts are retried).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub timeout: u64,
+
     /// Explain decisions on stderr (-v), or show every API call and error detail (-vv).
-    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet", global = true)]
     pub verbose: u8,
 
     /// Print errors only on stderr.
-    #[arg(short, long)]
+    #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// What to do instead of a sweep.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Restore the HttpTokens value that a sweep changed, from its journal.
+    Revert(RevertArgs),
+}
+
+/// Arguments of `imds-sweep revert`.
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    /// The journal written by the sweep to undo.
+    #[arg(value_name = "JOURNAL")]
+    pub journal_file: PathBuf,
+
+    /// The run to undo when the journal holds several (default: the last one with changes).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
 }
 
 /// How the report is printed on stdout.
@@ -99,6 +137,15 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn revert_takes_a_journal_and_the_global_flags() {
+        let cli = Cli::parse_from(["imds-sweep", "revert", "j.jsonl", "--profile", "p", "--yes"]);
+        let Some(Command::Revert(args)) = &cli.command else { panic!("revert expected") };
+        assert_eq!(args.journal_file, PathBuf::from("j.jsonl"));
+        assert!(cli.yes);
+        assert_eq!(cli.profile.as_deref(), Some("p"));
     }
 
     #[test]

@@ -1,7 +1,23 @@
 //! The single confirmation before anything changes; reads from an injected input so that it
 //! can be tested without a terminal.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use crate::error::Error;
+use crate::interrupt::Interrupt;
+
+/// Asks `question` once on stderr and reads the answer from the terminal; refuses when stdin
+/// is not a terminal. Ctrl-C at the prompt counts as no.
+pub async fn ask_terminal(question: String, interrupt: &Interrupt) -> Result<bool, Error> {
+    if !io::stdin().is_terminal() {
+        return Err(Error::NoTerminal);
+    }
+    let ask = tokio::task::spawn_blocking(move || {
+        let mut input = io::stdin().lock();
+        ask(&question, &mut input, &mut io::stderr())
+    });
+    Ok(interrupt.race(ask).await.is_some_and(|answer| matches!(answer, Ok(Ok(true)))))
+}
 
 /// Asks `question` on `output` and reads one answer; only "y" or "yes" proceeds.
 pub fn ask(question: &str, input: &mut dyn BufRead, output: &mut dyn Write) -> io::Result<bool> {
@@ -12,10 +28,7 @@ pub fn ask(question: &str, input: &mut dyn BufRead, output: &mut dyn Write) -> i
         writeln!(output)?;
         return Ok(false);
     }
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
 #[cfg(test)]
@@ -25,10 +38,7 @@ mod tests {
     fn answer(typed: &str) -> bool {
         let mut output = Vec::new();
         let yes = ask("Apply?", &mut typed.as_bytes(), &mut output).expect("in memory");
-        assert_eq!(
-            String::from_utf8(output).expect("utf-8").trim_end(),
-            "Apply? [y/N]"
-        );
+        assert_eq!(String::from_utf8(output).expect("utf-8").trim_end(), "Apply? [y/N]");
         yes
     }
 

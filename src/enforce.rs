@@ -1,7 +1,9 @@
-//! Enforcement: sets HttpTokens=required on every confirmed instance, journalling each
-//! attempt before the call and its outcome after it.
+//! Enforcement: sets HttpTokens on every confirmed instance, journalling each attempt right
+//! before its request leaves and its outcome right after. The [`Pacer`] decides how many
+//! changes are in flight; Ctrl-C stops new ones while those in flight finish.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_config::SdkConfig;
@@ -14,7 +16,9 @@ use crate::aws_error::ApiError;
 use crate::ec2::{ChangeState, Ec2};
 use crate::interrupt::Interrupt;
 use crate::journal::Journal;
+use crate::pacer::Pacer;
 use crate::plan::Change;
+use crate::progress::Progress;
 
 /// How one change ended.
 #[derive(Debug, Clone, Serialize)]
@@ -41,86 +45,85 @@ pub struct Enforcer<'a> {
     pub accounts: &'a BTreeMap<String, SdkConfig>,
     pub journal: &'a Journal,
     pub interrupt: &'a Interrupt,
-    /// Account-regions worked on at once; within one, changes go one at a time.
-    pub concurrency: usize,
+    pub pacer: &'a Arc<Pacer>,
+    pub progress: &'a Progress,
 }
 
 /// Why enforcement stopped early, if it did for a reason other than Ctrl-C.
 #[derive(Debug)]
 pub struct JournalFailure(pub std::io::Error);
 
+/// Changes queued at once; the pacer lets far fewer through at a time.
+const QUEUED: usize = 4096;
+
 impl Enforcer<'_> {
-    /// Applies every change; returns the outcomes in the order of `changes`.
+    /// Applies every change; returns the outcomes sorted by account, region and instance.
     pub async fn run(&self, changes: Vec<Change>) -> (Vec<Outcome>, Option<JournalFailure>) {
-        let journal_broken = AtomicBool::new(false);
-        let journal_error = std::sync::Mutex::new(None);
-        let mut groups: BTreeMap<(String, String), Vec<Change>> = BTreeMap::new();
-        for change in changes {
+        let broken = AtomicBool::new(false);
+        let first_error = std::sync::Mutex::new(None);
+        let mut clients: BTreeMap<(String, String), Ec2> = BTreeMap::new();
+        for change in &changes {
             let key = (change.account_id.clone(), change.region.clone());
-            groups.entry(key).or_default().push(change);
+            if let (false, Some(config)) =
+                (clients.contains_key(&key), self.accounts.get(&change.account_id))
+            {
+                let ec2 = Ec2::new(config, self.pacer, &change.account_id, &change.region);
+                clients.insert(key, ec2);
+            }
         }
 
-        let results: Vec<Vec<Outcome>> = stream::iter(groups)
-            .map(|((account, region), changes)| {
-                let span = info_span!("enforce", %account, %region);
-                self.run_group(account, region, changes, &journal_broken, &journal_error)
-                    .instrument(span)
+        let mut outcomes: Vec<Outcome> = stream::iter(changes)
+            .map(|change| {
+                let key = (change.account_id.clone(), change.region.clone());
+                let span = info_span!("enforce", account = %key.0, region = %key.1);
+                self.apply_one(clients.get(&key), change, &broken, &first_error).instrument(span)
             })
-            .buffer_unordered(self.concurrency.max(1))
+            .buffer_unordered(QUEUED)
             .collect()
             .await;
 
-        let mut outcomes: Vec<Outcome> = results.into_iter().flatten().collect();
         outcomes.sort_by(|a, b| sort_key(&a.change).cmp(&sort_key(&b.change)));
-        let error = journal_error
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
+        let error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
         (outcomes, error.map(JournalFailure))
     }
 
-    async fn run_group(
+    async fn apply_one(
         &self,
-        account: String,
-        region: String,
-        changes: Vec<Change>,
-        journal_broken: &AtomicBool,
-        journal_error: &std::sync::Mutex<Option<std::io::Error>>,
-    ) -> Vec<Outcome> {
-        let Some(config) = self.accounts.get(&account) else {
-            return changes.into_iter().map(not_attempted).collect();
+        ec2: Option<&Ec2>,
+        change: Change,
+        broken: &AtomicBool,
+        first_error: &std::sync::Mutex<Option<std::io::Error>>,
+    ) -> Outcome {
+        let Some(ec2) = ec2 else { return not_attempted(change) };
+        let record_failure = |e: std::io::Error| {
+            broken.store(true, Ordering::SeqCst);
+            first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
         };
-        let ec2 = Ec2::new(config, &account, &region);
-        let mut outcomes = Vec::with_capacity(changes.len());
-        for change in changes {
-            if self.interrupt.is_set() || journal_broken.load(Ordering::SeqCst) {
-                outcomes.push(not_attempted(change));
-                continue;
+        let ready = || {
+            if self.interrupt.is_set() || broken.load(Ordering::SeqCst) {
+                return false;
             }
-            if let Err(e) = self.journal.attempt(&change) {
-                journal_broken.store(true, Ordering::SeqCst);
-                journal_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(e);
-                outcomes.push(not_attempted(change));
-                continue;
+            match self.journal.attempt(&change) {
+                Ok(()) => true,
+                Err(e) => {
+                    record_failure(e);
+                    false
+                }
             }
-            let result = match ec2.require_tokens(&change.instance_id).await {
-                Ok(ChangeState::Applied) => ChangeResult::Applied,
-                Ok(ChangeState::Pending) => ChangeResult::Pending,
-                Err(error) => ChangeResult::Failed(error),
-            };
-            log_result(&change, &result);
-            if let Err(e) = self.record(&change, &result) {
-                journal_broken.store(true, Ordering::SeqCst);
-                journal_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(e);
-            }
-            outcomes.push(Outcome { change, result });
+        };
+        let sent = ec2.set_tokens_when(&change.instance_id, &change.http_tokens_after, ready).await;
+        let result = match sent {
+            None => return not_attempted(change),
+            Some(Ok(ChangeState::Applied)) => ChangeResult::Applied,
+            Some(Ok(ChangeState::Pending)) => ChangeResult::Pending,
+            Some(Err(error)) => ChangeResult::Failed(error),
+        };
+        log_result(&change, &result);
+        self.progress.changed(matches!(result, ChangeResult::Failed(_)));
+        if let Err(e) = self.record(&change, &result) {
+            record_failure(e);
         }
-        outcomes
+        Outcome { change, result }
     }
 
     fn record(&self, change: &Change, result: &ChangeResult) -> std::io::Result<()> {
@@ -134,10 +137,7 @@ impl Enforcer<'_> {
 }
 
 fn not_attempted(change: Change) -> Outcome {
-    Outcome {
-        change,
-        result: ChangeResult::NotAttempted,
-    }
+    Outcome { change, result: ChangeResult::NotAttempted }
 }
 
 fn sort_key(change: &Change) -> (&str, &str, &str) {
@@ -148,6 +148,8 @@ fn log_result(change: &Change, result: &ChangeResult) {
     let instance = &change.instance_id;
     match result {
         ChangeResult::Failed(error) => warn!(%instance, %error, "modification failed"),
-        other => info!(%instance, result = ?other, "HttpTokens set to required"),
+        other => {
+            info!(%instance, result = ?other, tokens = %change.http_tokens_after, "HttpTokens set")
+        }
     }
 }

@@ -22,11 +22,7 @@ pub enum Error {
          check the name with `aws configure list-profiles`, or point AWS_CONFIG_FILE and \
          AWS_SHARED_CREDENTIALS_FILE at the right files"
     )]
-    UnknownProfile {
-        profile: String,
-        config: String,
-        credentials: String,
-    },
+    UnknownProfile { profile: String, config: String, credentials: String },
 
     #[error("the AWS config files could not be read: {0}")]
     ProfileFiles(String),
@@ -36,26 +32,17 @@ pub enum Error {
          `aws sso login --profile NAME`)",
         profile_suffix(.profile)
     )]
-    NoCredentials {
-        profile: Option<String>,
-        detail: String,
-    },
+    NoCredentials { profile: Option<String>, detail: String },
 
     #[error("credentials{} could not be loaded: {detail}", profile_suffix(.profile))]
-    CredentialsUnavailable {
-        profile: Option<String>,
-        detail: String,
-    },
+    CredentialsUnavailable { profile: Option<String>, detail: String },
 
     #[error(
         "credentials{} were rejected by STS ({error}); refresh them (for SSO: `aws sso login`) \
          or check the access key",
         profile_suffix(.profile)
     )]
-    CredentialsRejected {
-        profile: Option<String>,
-        error: ApiError,
-    },
+    CredentialsRejected { profile: Option<String>, error: ApiError },
 
     #[error("the identity check (sts:GetCallerIdentity) failed: {0}")]
     Identity(ApiError),
@@ -93,21 +80,18 @@ pub enum Error {
     )]
     NoTerminal,
 
+    #[error("journal {path} {message}")]
+    JournalRead { path: PathBuf, message: String },
+
     #[error("journal {path}: {source}; choose another file with --journal PATH")]
-    Journal {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Journal { path: PathBuf, source: std::io::Error },
 
     #[error("cannot write the report: {0}")]
     Output(#[source] std::io::Error),
 }
 
 fn profile_suffix(profile: &Option<String>) -> String {
-    profile
-        .as_deref()
-        .map(|p| format!(" for profile `{p}`"))
-        .unwrap_or_default()
+    profile.as_deref().map(|p| format!(" for profile `{p}`")).unwrap_or_default()
 }
 
 impl Error {
@@ -120,6 +104,7 @@ impl Error {
             | Error::ProfileFiles(_)
             | Error::UnknownRegion { .. }
             | Error::UnknownOu { .. }
+            | Error::JournalRead { .. }
             | Error::NoTerminal => ExitStatus::Usage,
             Error::NoCredentials { .. }
             | Error::CredentialsUnavailable { .. }

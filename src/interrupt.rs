@@ -39,6 +39,20 @@ impl Interrupt {
         self.pressed.load(Ordering::SeqCst)
     }
 
+    /// Runs `work` unless Ctrl-C comes first, in which case the work is dropped mid-flight.
+    pub async fn race<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            result = work => Some(result),
+            () = self.wait() => None,
+        }
+    }
+
+    /// Says that nothing was changed, and returns the status for it.
+    pub fn stopped_before_changes(when: &str) -> ExitStatus {
+        eprintln!("Interrupted {when}: nothing was changed.");
+        ExitStatus::Interrupted
+    }
+
     /// Resolves when Ctrl-C is pressed.
     pub async fn wait(&self) {
         let mut receiver = self.receiver.clone();

@@ -10,10 +10,7 @@ use imds_sweep::exit::ExitStatus;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     imds_sweep::logging::init(cli.verbose, cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -69,10 +69,7 @@ pub fn choose(
         return Ok(Mode::single("single-account mode was asked for".into()));
     };
     let why_not = match seen {
-        Visibility::CanList {
-            organization_id,
-            management_account_id,
-        } => {
+        Visibility::CanList { organization_id, management_account_id } => {
             let role = if management_account_id == caller_account {
                 "the management account"
             } else {
@@ -91,10 +88,7 @@ pub fn choose(
         Visibility::CannotDescribe(error) => {
             format!("the organization cannot be described from account {caller_account} ({error})")
         }
-        Visibility::CannotList {
-            organization_id,
-            error,
-        } => format!(
+        Visibility::CannotList { organization_id, error } => format!(
             "account {caller_account} is a member of {organization_id} but may not list its \
              accounts ({})",
             error.code.as_deref().unwrap_or("access denied")
@@ -129,37 +123,17 @@ mod tests {
 
     #[test]
     fn the_management_account_gets_organization_mode() {
-        let mode = choose(
-            ModeSetting::Auto,
-            "111111111111",
-            Some(can_list("111111111111")),
-        )
-        .expect("mode");
+        let mode = choose(ModeSetting::Auto, "111111111111", Some(can_list("111111111111")))
+            .expect("mode");
         assert_eq!(mode.mode, ModeKind::Organization);
-        assert!(
-            mode.reason.contains("management account of o-abc"),
-            "{}",
-            mode.reason
-        );
-        let delegated = choose(
-            ModeSetting::Auto,
-            "222222222222",
-            Some(can_list("111111111111")),
-        );
-        assert!(
-            delegated
-                .expect("mode")
-                .reason
-                .contains("delegated administrator")
-        );
+        assert!(mode.reason.contains("management account of o-abc"), "{}", mode.reason);
+        let delegated = choose(ModeSetting::Auto, "222222222222", Some(can_list("111111111111")));
+        assert!(delegated.expect("mode").reason.contains("delegated administrator"));
     }
 
     #[test]
     fn members_and_loners_fall_back_to_single_account_with_the_reason() {
-        let member = Visibility::CannotList {
-            organization_id: "o-abc".into(),
-            error: denied(),
-        };
+        let member = Visibility::CannotList { organization_id: "o-abc".into(), error: denied() };
         let mode = choose(ModeSetting::Auto, "222222222222", Some(member)).expect("mode");
         assert_eq!(mode.mode, ModeKind::SingleAccount);
         assert!(mode.reason.contains("member of o-abc") && mode.reason.contains("AccessDenied"));
@@ -170,12 +144,8 @@ mod tests {
 
     #[test]
     fn forcing_organization_mode_where_impossible_is_an_error_saying_why() {
-        let err = choose(
-            ModeSetting::Organization,
-            "3",
-            Some(Visibility::NotInOrganization),
-        )
-        .expect_err("impossible");
+        let err = choose(ModeSetting::Organization, "3", Some(Visibility::NotInOrganization))
+            .expect_err("impossible");
         assert!(err.to_string().contains("not in an organization"), "{err}");
     }
 

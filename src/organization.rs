@@ -26,15 +26,9 @@ pub enum Visibility {
     /// The organization cannot even be described.
     CannotDescribe(ApiError),
     /// A member account that may not list the organization's accounts.
-    CannotList {
-        organization_id: String,
-        error: ApiError,
-    },
+    CannotList { organization_id: String, error: ApiError },
     /// Management account or delegated administrator.
-    CanList {
-        organization_id: String,
-        management_account_id: String,
-    },
+    CanList { organization_id: String, management_account_id: String },
 }
 
 /// Organizations calls with the caller's credentials.
@@ -45,9 +39,7 @@ pub struct Organizations {
 
 impl Organizations {
     pub fn new(config: &SdkConfig) -> Self {
-        Organizations {
-            client: Client::new(config),
-        }
+        Organizations { client: Client::new(config) }
     }
 
     /// DescribeOrganization, then one page of ListAccounts: moto answers ListAccounts with
@@ -67,26 +59,15 @@ impl Organizations {
             }
         };
         let organization = described.organization();
-        let organization_id = organization
-            .and_then(|o| o.id())
-            .unwrap_or_default()
-            .to_owned();
-        let management_account_id = organization
-            .and_then(|o| o.master_account_id())
-            .unwrap_or_default()
-            .to_owned();
+        let organization_id = organization.and_then(|o| o.id()).unwrap_or_default().to_owned();
+        let management_account_id =
+            organization.and_then(|o| o.master_account_id()).unwrap_or_default().to_owned();
         match self.client.list_accounts().max_results(1).send().await {
-            Ok(_) => Ok(Visibility::CanList {
-                organization_id,
-                management_account_id,
-            }),
+            Ok(_) => Ok(Visibility::CanList { organization_id, management_account_id }),
             Err(e) => {
                 let error = ApiError::from_sdk(&e);
                 if error.kind == crate::aws_error::ApiErrorKind::AccessDenied {
-                    Ok(Visibility::CannotList {
-                        organization_id,
-                        error,
-                    })
+                    Ok(Visibility::CannotList { organization_id, error })
                 } else {
                     Err(error)
                 }
@@ -111,19 +92,11 @@ impl Organizations {
         let mut accounts = BTreeSet::new();
         let mut parents = vec![parent.to_owned()];
         while let Some(parent) = parents.pop() {
-            let mut pages = self
-                .client
-                .list_accounts_for_parent()
-                .parent_id(&parent)
-                .into_paginator()
-                .send();
+            let mut pages =
+                self.client.list_accounts_for_parent().parent_id(&parent).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| ApiError::from_sdk(&e))?;
-                accounts.extend(
-                    page.accounts()
-                        .iter()
-                        .filter_map(|a| a.id().map(str::to_owned)),
-                );
+                accounts.extend(page.accounts().iter().filter_map(|a| a.id().map(str::to_owned)));
             }
             let mut pages = self
                 .client
@@ -145,10 +118,7 @@ fn account_of(account: &Account) -> Option<OrgAccount> {
     Some(OrgAccount {
         id: account.id()?.to_owned(),
         name: account.name().map(str::to_owned),
-        state: state_of(
-            account.state().map(|s| s.as_str()),
-            account.status().map(|s| s.as_str()),
-        ),
+        state: state_of(account.state().map(|s| s.as_str()), account.status().map(|s| s.as_str())),
     })
 }
 
@@ -163,10 +133,7 @@ mod tests {
 
     #[test]
     fn state_falls_back_to_the_retired_status_field() {
-        assert_eq!(
-            state_of(Some("PENDING_CLOSURE"), Some("ACTIVE")),
-            "PENDING_CLOSURE"
-        );
+        assert_eq!(state_of(Some("PENDING_CLOSURE"), Some("ACTIVE")), "PENDING_CLOSURE");
         assert_eq!(state_of(None, Some("SUSPENDED")), "SUSPENDED");
         assert_eq!(state_of(None, None), "UNKNOWN");
     }

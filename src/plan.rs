@@ -46,29 +46,16 @@ pub struct Finding {
 /// Classifies one instance.
 pub fn classify(instance: InstanceRecord) -> Finding {
     let (status, change, reason) = verdict(&instance);
-    Finding {
-        instance,
-        status,
-        change,
-        reason,
-    }
+    Finding { instance, status, change, reason }
 }
 
 fn verdict(instance: &InstanceRecord) -> (Status, bool, &'static str) {
     let optional = instance.http_tokens.as_deref() == Some("optional");
     if matches!(instance.state.as_str(), "terminated" | "shutting-down") {
-        return (
-            Status::NotActionable,
-            false,
-            "the instance is terminated or shutting down",
-        );
+        return (Status::NotActionable, false, "the instance is terminated or shutting down");
     }
     if instance.http_tokens.is_none() {
-        return (
-            Status::NotActionable,
-            false,
-            "EC2 reported no metadata options",
-        );
+        return (Status::NotActionable, false, "EC2 reported no metadata options");
     }
     if instance.http_endpoint.as_deref() == Some("disabled") {
         let reason = if optional {
@@ -93,6 +80,7 @@ pub struct Change {
     pub instance_id: String,
     pub name: Option<String>,
     pub http_tokens_before: String,
+    pub http_tokens_after: String,
 }
 
 #[cfg(test)]
@@ -107,6 +95,7 @@ mod tests {
             http_tokens: tokens.map(str::to_owned),
             http_endpoint: Some(endpoint.into()),
             hop_limit: Some(1),
+            metadata_state: Some("applied".into()),
         }
     }
 
@@ -125,10 +114,7 @@ mod tests {
 
     #[test]
     fn required_instances_are_left_alone() {
-        assert_eq!(
-            verdict_of("running", Some("required"), "enabled"),
-            (Status::Enforced, false)
-        );
+        assert_eq!(verdict_of("running", Some("required"), "enabled"), (Status::Enforced, false));
     }
 
     #[test]
@@ -153,9 +139,6 @@ mod tests {
 
     #[test]
     fn missing_metadata_options_are_not_guessed() {
-        assert_eq!(
-            verdict_of("running", None, "enabled"),
-            (Status::NotActionable, false)
-        );
+        assert_eq!(verdict_of("running", None, "enabled"), (Status::NotActionable, false));
     }
 }

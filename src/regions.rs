@@ -25,11 +25,7 @@ pub struct Selection {
 /// Picks the regions to scan from DescribeRegions' answer; `Err` names an included region
 /// that is not a region of this partition at all.
 pub fn select(all: &[RegionInfo], filter: &RegionFilter) -> Result<Selection, String> {
-    if let Some(unknown) = filter
-        .include
-        .iter()
-        .find(|r| !all.iter().any(|i| &i.name == *r))
-    {
+    if let Some(unknown) = filter.include.iter().find(|r| !all.iter().any(|i| &i.name == *r)) {
         return Err(unknown.clone());
     }
     let mut selection = Selection::default();
@@ -48,17 +44,10 @@ mod tests {
     use super::*;
 
     fn regions() -> Vec<RegionInfo> {
-        [
-            ("ap-east-1", false),
-            ("eu-west-1", true),
-            ("us-east-1", true),
-        ]
-        .into_iter()
-        .map(|(name, enabled)| RegionInfo {
-            name: name.into(),
-            enabled,
-        })
-        .collect()
+        [("ap-east-1", false), ("eu-west-1", true), ("us-east-1", true)]
+            .into_iter()
+            .map(|(name, enabled)| RegionInfo { name: name.into(), enabled })
+            .collect()
     }
 
     fn filter(include: &[&str], exclude: &[&str]) -> RegionFilter {
@@ -78,20 +67,14 @@ mod tests {
 
     #[test]
     fn exclusions_apply_and_named_disabled_regions_are_reported() {
-        let selection = select(
-            &regions(),
-            &filter(&["ap-east-1", "us-east-1"], &["us-east-1"]),
-        )
-        .expect("valid");
+        let selection = select(&regions(), &filter(&["ap-east-1", "us-east-1"], &["us-east-1"]))
+            .expect("valid");
         assert!(selection.scan.is_empty());
         assert_eq!(selection.not_enabled, ["ap-east-1"]);
     }
 
     #[test]
     fn an_included_region_that_does_not_exist_is_an_error() {
-        assert_eq!(
-            select(&regions(), &filter(&["mars-north-1"], &[])),
-            Err("mars-north-1".into())
-        );
+        assert_eq!(select(&regions(), &filter(&["mars-north-1"], &[])), Err("mars-north-1".into()));
     }
 }

@@ -16,6 +16,7 @@ use crate::plan::{Change, Status};
 use crate::scan::{Access, AccountScan, RegionScan};
 use crate::session::CallerIdentity;
 use crate::text::sanitize;
+use crate::verify::Verification;
 
 /// Counts shown per region, per account and for the whole sweep.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -65,11 +66,7 @@ impl Totals {
         let mut totals = Totals {
             accounts_scanned: 1,
             regions_skipped: scan.skipped_regions.len(),
-            errors: scan
-                .skipped_regions
-                .iter()
-                .filter(|s| s.error.is_some())
-                .count(),
+            errors: scan.skipped_regions.iter().filter(|s| s.error.is_some()).count(),
             ..Totals::default()
         };
         for region in &scan.regions {
@@ -121,10 +118,7 @@ impl ScanReport {
             .map(|scan| {
                 let account_totals = Totals::of_account(&scan);
                 totals += account_totals;
-                AccountReport {
-                    scan,
-                    totals: account_totals,
-                }
+                AccountReport { scan, totals: account_totals }
             })
             .collect();
         ScanReport {
@@ -151,6 +145,7 @@ impl ScanReport {
                     instance_id: f.instance.instance_id.clone(),
                     name: f.instance.name.clone(),
                     http_tokens_before: f.instance.http_tokens.clone().unwrap_or_default(),
+                    http_tokens_after: "required".into(),
                 }));
             }
         }
@@ -172,10 +167,7 @@ impl ScanReport {
 
     /// Accounts that hold at least one change.
     pub fn accounts_with_changes(&self) -> usize {
-        self.accounts
-            .iter()
-            .filter(|a| a.totals.to_change > 0)
-            .count()
+        self.accounts.iter().filter(|a| a.totals.to_change > 0).count()
     }
 
     /// Tables per account and region, what was skipped and why, and the summary.
@@ -192,11 +184,7 @@ impl ScanReport {
 
 fn write_account(out: &mut dyn Write, account: &AccountReport) -> io::Result<()> {
     let scan = &account.scan;
-    let name = scan
-        .name
-        .as_deref()
-        .map(|n| format!(" {}", sanitize(n)))
-        .unwrap_or_default();
+    let name = scan.name.as_deref().map(|n| format!(" {}", sanitize(n))).unwrap_or_default();
     let access = match &scan.access {
         Access::CallerCredentials => "caller credentials".to_owned(),
         Access::AssumedRole { role_arn } => format!("assumed role {role_arn}"),
@@ -217,18 +205,10 @@ fn write_account(out: &mut dyn Write, account: &AccountReport) -> io::Result<()>
     }
     if !empty.is_empty() {
         // Named in the JSON report; here a count keeps large sweeps readable.
-        writeln!(
-            out,
-            "\n  {} other regions scanned: no instances",
-            empty.len()
-        )?;
+        writeln!(out, "\n  {} other regions scanned: no instances", empty.len())?;
     }
     if !scan.skipped_regions.is_empty() {
-        writeln!(
-            out,
-            "\n  {} regions skipped (listed below)",
-            scan.skipped_regions.len()
-        )?;
+        writeln!(out, "\n  {} regions skipped (listed below)", scan.skipped_regions.len())?;
     }
     let totals = &account.totals;
     writeln!(
@@ -244,17 +224,9 @@ fn write_skipped_accounts(out: &mut dyn Write, skipped: &[SkippedAccount]) -> io
     }
     writeln!(out, "Skipped accounts:")?;
     for account in skipped {
-        let name = account
-            .name
-            .as_deref()
-            .map(|n| format!(" ({})", sanitize(n)))
-            .unwrap_or_default();
-        write!(
-            out,
-            "  {}{name}: {}",
-            account.account_id,
-            sanitize(&account.reason)
-        )?;
+        let name =
+            account.name.as_deref().map(|n| format!(" ({})", sanitize(n))).unwrap_or_default();
+        write!(out, "  {}{name}: {}", account.account_id, sanitize(&account.reason))?;
         match &account.hint {
             Some(hint) => writeln!(out, "; {hint}")?,
             None => writeln!(out)?,
@@ -266,12 +238,7 @@ fn write_skipped_accounts(out: &mut dyn Write, skipped: &[SkippedAccount]) -> io
 fn write_skipped_regions(out: &mut dyn Write, accounts: &[AccountReport]) -> io::Result<()> {
     let skipped: Vec<_> = accounts
         .iter()
-        .flat_map(|a| {
-            a.scan
-                .skipped_regions
-                .iter()
-                .map(move |r| (&a.scan.account_id, r))
-        })
+        .flat_map(|a| a.scan.skipped_regions.iter().map(move |r| (&a.scan.account_id, r)))
         .collect();
     if skipped.is_empty() {
         return Ok(());
@@ -280,12 +247,7 @@ fn write_skipped_regions(out: &mut dyn Write, accounts: &[AccountReport]) -> io:
     for (account, region) in skipped {
         let hint = region.error.as_ref().and_then(|e| e.hint());
         let hint = hint.map(|h| format!(" ({h})")).unwrap_or_default();
-        writeln!(
-            out,
-            "  {account} {}: {}{hint}",
-            region.region,
-            sanitize(&region.reason)
-        )?;
+        writeln!(out, "  {account} {}: {}{hint}", region.region, sanitize(&region.reason))?;
     }
     writeln!(out)
 }
@@ -296,10 +258,7 @@ fn styled(mut table: Table) -> Table {
 }
 
 fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("  {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
 }
 
 #[derive(Tabled)]
@@ -327,9 +286,7 @@ impl From<&crate::plan::Finding> for InstanceRow {
             state: sanitize(&instance.state),
             http_tokens: or_dash(instance.http_tokens.as_deref()),
             endpoint: or_dash(instance.http_endpoint.as_deref()),
-            hop_limit: instance
-                .hop_limit
-                .map_or_else(|| "-".to_owned(), |h| h.to_string()),
+            hop_limit: instance.hop_limit.map_or_else(|| "-".to_owned(), |h| h.to_string()),
             status: finding.status.label().to_owned(),
             action: if finding.change { "set required" } else { "-" },
         }
@@ -387,6 +344,9 @@ pub struct EnforcementReport {
     pub failed: usize,
     pub not_attempted: usize,
     pub failures: Vec<Failure>,
+    /// What reading the instances back found; absent when the run was interrupted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
 }
 
 /// One change that did not succeed.
@@ -415,6 +375,7 @@ impl EnforcementReport {
         elapsed: std::time::Duration,
         interrupted: bool,
         outcomes: &[Outcome],
+        verification: Option<Verification>,
     ) -> Self {
         let count = |f: fn(&ChangeResult) -> bool| outcomes.iter().filter(|o| f(&o.result)).count();
         let applied = count(|r| matches!(r, ChangeResult::Applied));
@@ -445,16 +406,21 @@ impl EnforcementReport {
             failed: failures.len(),
             not_attempted: count(|r| matches!(r, ChangeResult::NotAttempted)),
             failures,
+            verification,
         }
+    }
+
+    /// Whether every change succeeded and was found in place when read back.
+    pub fn is_complete(&self) -> bool {
+        let verified = self.verification.as_ref().is_none_or(|v| {
+            v.mismatches.is_empty() && v.unreadable.is_empty() && v.still_pending.is_empty()
+        });
+        self.failed == 0 && self.not_attempted == 0 && verified
     }
 
     /// The final report for people.
     pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let verb = if self.interrupted {
-            "Interrupted"
-        } else {
-            "Finished"
-        };
+        let verb = if self.interrupted { "Interrupted" } else { "Finished" };
         writeln!(
             out,
             "{verb} after {:.1}s: {} succeeded ({} applied, {} pending), {} failed, {} not attempted",
@@ -469,8 +435,33 @@ impl EnforcementReport {
             writeln!(out, "Failures:")?;
             writeln!(out, "{}", styled(Table::new(&self.failures)))?;
         }
+        if let Some(verification) = &self.verification {
+            write_verification(out, verification)?;
+        }
         writeln!(out, "Journal: {}", self.journal.display())
     }
+}
+
+fn write_verification(out: &mut dyn Write, v: &Verification) -> io::Result<()> {
+    write!(out, "Verified: {} instances read back with the new setting", v.verified)?;
+    if v.recovered > 0 {
+        write!(out, " ({} of them after a failed call that took effect anyway)", v.recovered)?;
+    }
+    writeln!(out)?;
+    for m in &v.mismatches {
+        writeln!(
+            out,
+            "  NOT IN PLACE: {} {} {}: {}",
+            m.account_id, m.region, m.instance_id, m.found
+        )?;
+    }
+    if !v.still_pending.is_empty() {
+        writeln!(out, "  still pending: {}", v.still_pending.join(", "))?;
+    }
+    for unreadable in &v.unreadable {
+        writeln!(out, "  could not read back {unreadable}")?;
+    }
+    Ok(())
 }
 
 fn failure(change: &Change, error: &crate::aws_error::ApiError) -> Failure {

@@ -1,6 +1,8 @@
 //! The scanner: one account's regions, every instance's metadata options, classified.
 //! It takes an account's credentials and knows nothing of how they were obtained.
 
+use std::sync::Arc;
+
 use aws_config::SdkConfig;
 use futures_util::StreamExt;
 use futures_util::stream;
@@ -9,7 +11,9 @@ use tracing::{Instrument, debug, info, info_span};
 
 use crate::aws_error::ApiError;
 use crate::ec2::Ec2;
+use crate::pacer::Pacer;
 use crate::plan::{self, Finding, Status};
+use crate::progress::Progress;
 use crate::regions::{self, SkippedRegion};
 use crate::settings::RegionFilter;
 
@@ -58,14 +62,23 @@ pub enum ScanError {
     UnknownRegion(String),
 }
 
-/// Scans every region of `target` that `filter` allows, `concurrency` regions at a time.
+/// How a scan is paced and shown.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanPace<'a> {
+    pub pacer: &'a Arc<Pacer>,
+    /// Regions queued at once; the pacer decides how many requests are in flight.
+    pub concurrency: usize,
+    pub progress: &'a Progress,
+}
+
+/// Scans every region of `target` that `filter` allows.
 pub async fn scan_account(
     target: &AccountTarget,
     filter: &RegionFilter,
-    concurrency: usize,
+    pace: ScanPace<'_>,
 ) -> Result<AccountScan, ScanError> {
     let home = target.config.region().map_or("us-east-1", |r| r.as_ref());
-    let all = Ec2::new(&target.config, &target.account_id, home)
+    let all = Ec2::new(&target.config, pace.pacer, &target.account_id, home)
         .regions()
         .await
         .map_err(ScanError::Regions)?;
@@ -76,16 +89,13 @@ pub async fn scan_account(
         .into_iter()
         .map(|region| {
             info!(%region, "skipping region: not enabled for this account");
-            SkippedRegion {
-                region,
-                reason: "not enabled for this account".into(),
-                error: None,
-            }
+            SkippedRegion { region, reason: "not enabled for this account".into(), error: None }
         })
         .collect();
+    pace.progress.grow(selection.scan.len());
     let scans: Vec<_> = stream::iter(selection.scan)
-        .map(|region| scan_region(target, region))
-        .buffer_unordered(concurrency.max(1))
+        .map(|region| scan_region(target, pace, region))
+        .buffer_unordered(pace.concurrency.max(1))
         .collect()
         .await;
 
@@ -107,22 +117,22 @@ pub async fn scan_account(
     })
 }
 
-async fn scan_region(target: &AccountTarget, region: String) -> Result<RegionScan, SkippedRegion> {
+async fn scan_region(
+    target: &AccountTarget,
+    pace: ScanPace<'_>,
+    region: String,
+) -> Result<RegionScan, SkippedRegion> {
     let span = info_span!("scan", account = %target.account_id, %region);
     async {
-        let records = match Ec2::new(&target.config, &target.account_id, &region)
-            .instances()
-            .await
-        {
+        let ec2 = Ec2::new(&target.config, pace.pacer, &target.account_id, &region);
+        let found = ec2.instances().await;
+        pace.progress.scanned(found.as_ref().map_or(0, Vec::len));
+        let records = match found {
             Ok(records) => records,
             Err(error) => {
                 info!(%error, "skipping region: DescribeInstances failed");
                 let reason = format!("DescribeInstances failed: {error}");
-                return Err(SkippedRegion {
-                    region,
-                    reason,
-                    error: Some(error),
-                });
+                return Err(SkippedRegion { region, reason, error: Some(error) });
             }
         };
         let mut instances: Vec<Finding> = records.into_iter().map(plan::classify).collect();

@@ -36,25 +36,24 @@ pub struct Session {
 }
 
 /// Opens the session for `profile` (or the default chain) and checks it with STS.
-pub async fn open(profile: Option<&str>) -> Result<Session, Error> {
-    let explicit = profile
-        .map(str::to_owned)
-        .or_else(|| std::env::var("AWS_PROFILE").ok());
+pub async fn open(profile: Option<&str>, attempt_timeout: Duration) -> Result<Session, Error> {
+    let explicit = profile.map(str::to_owned).or_else(|| std::env::var("AWS_PROFILE").ok());
     if let Some(name) = &explicit {
         ensure_profile_exists(name).await?;
     }
-    let config = load_config(profile).await;
+    let config = load_config(profile, attempt_timeout).await;
     check_credentials(&config, explicit.as_deref()).await?;
     let identity = caller_identity(&config, explicit.as_deref()).await?;
     Ok(Session { config, identity })
 }
 
 /// Loads the SDK configuration once; every client of the run is built from it.
-async fn load_config(profile: Option<&str>) -> SdkConfig {
+async fn load_config(profile: Option<&str>, attempt_timeout: Duration) -> SdkConfig {
+    // The whole call may take every attempt plus the backoff between them.
     let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .operation_timeout(Duration::from_secs(120))
+        .connect_timeout(Duration::from_secs(5).min(attempt_timeout))
+        .operation_attempt_timeout(attempt_timeout)
+        .operation_timeout(attempt_timeout * (MAX_ATTEMPTS + 1))
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
@@ -66,10 +65,7 @@ async fn load_config(profile: Option<&str>) -> SdkConfig {
     if config.region().is_some() {
         return config;
     }
-    config
-        .into_builder()
-        .region(Region::from_static(FALLBACK_REGION))
-        .build()
+    config.into_builder().region(Region::from_static(FALLBACK_REGION)).build()
 }
 
 /// A named profile that exists in neither file is a typo, not a credential problem.
@@ -100,21 +96,14 @@ fn file_location(variable: &str, file: &str) -> String {
 async fn check_credentials(config: &SdkConfig, profile: Option<&str>) -> Result<(), Error> {
     let profile = profile.map(str::to_owned);
     let Some(provider) = config.credentials_provider() else {
-        return Err(Error::NoCredentials {
-            profile,
-            detail: String::new(),
-        });
+        return Err(Error::NoCredentials { profile, detail: String::new() });
     };
     match provider.provide_credentials().await {
         Ok(_) => Ok(()),
-        Err(CredentialsError::CredentialsNotLoaded(e)) => Err(Error::NoCredentials {
-            profile,
-            detail: format!("{e:?}"),
-        }),
-        Err(e) => Err(Error::CredentialsUnavailable {
-            profile,
-            detail: credentials_detail(&e),
-        }),
+        Err(CredentialsError::CredentialsNotLoaded(e)) => {
+            Err(Error::NoCredentials { profile, detail: format!("{e:?}") })
+        }
+        Err(e) => Err(Error::CredentialsUnavailable { profile, detail: credentials_detail(&e) }),
     }
 }
 
@@ -139,10 +128,7 @@ async fn caller_identity(
         let error = ApiError::from_sdk(&e);
         match error.kind {
             ApiErrorKind::CredentialsInvalid | ApiErrorKind::CredentialsExpired => {
-                Error::CredentialsRejected {
-                    profile: profile.map(str::to_owned),
-                    error,
-                }
+                Error::CredentialsRejected { profile: profile.map(str::to_owned), error }
             }
             _ => Error::Identity(error),
         }

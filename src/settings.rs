@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -28,6 +29,12 @@ pub struct Settings {
     pub yes: bool,
     pub output: OutputFormat,
     pub journal: Option<PathBuf>,
+    /// Timeout of one API call attempt.
+    pub timeout: Duration,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// How long to wait for pending metadata changes to be applied, if at all.
+    pub wait: Option<Duration>,
 }
 
 /// Which sweep the user asked for.
@@ -88,9 +95,7 @@ impl AssumeRoleSettings {
     /// The role name and external id to use in `account`.
     pub fn for_account(&self, account: &str) -> (&str, Option<&str>) {
         let entry = self.overrides.get(account);
-        let role = entry
-            .and_then(|o| o.role_name.as_deref())
-            .unwrap_or(&self.role_name);
+        let role = entry.and_then(|o| o.role_name.as_deref()).unwrap_or(&self.role_name);
         let external_id = entry.and_then(|o| o.external_id.as_deref());
         (role, external_id.or(self.external_id.as_deref()))
     }
@@ -148,10 +153,7 @@ struct Loaded {
 impl Loaded {
     fn error(&self, span: std::ops::Range<usize>, message: String) -> Error {
         let line = line_of(&self.text, span.start);
-        Error::Config {
-            path: self.path.clone(),
-            message: format!("line {line}: {message}"),
-        }
+        Error::Config { path: self.path.clone(), message: format!("line {line}: {message}") }
     }
 
     /// Checks every value of `values` with `valid`, naming the key and the expected form.
@@ -174,54 +176,19 @@ impl Loaded {
     fn validate(&self) -> Result<(), Error> {
         let f = &self.file;
         let account_id = "a 12-digit account id";
-        self.check(
-            "accounts.include",
-            &f.accounts.include,
-            is_account_id,
-            account_id,
-        )?;
-        self.check(
-            "accounts.exclude",
-            &f.accounts.exclude,
-            is_account_id,
-            account_id,
-        )?;
+        self.check("accounts.include", &f.accounts.include, is_account_id, account_id)?;
+        self.check("accounts.exclude", &f.accounts.exclude, is_account_id, account_id)?;
         let ou = "an OU id (ou-xxxx-xxxxxxxx) or root id (r-xxxx)";
-        self.check(
-            "organizational_units.include",
-            &f.organizational_units.include,
-            is_ou_id,
-            ou,
-        )?;
-        self.check(
-            "organizational_units.exclude",
-            &f.organizational_units.exclude,
-            is_ou_id,
-            ou,
-        )?;
+        self.check("organizational_units.include", &f.organizational_units.include, is_ou_id, ou)?;
+        self.check("organizational_units.exclude", &f.organizational_units.exclude, is_ou_id, ou)?;
         let region = "a region name such as eu-west-1";
-        self.check(
-            "regions.include",
-            &f.regions.include,
-            looks_like_region,
-            region,
-        )?;
-        self.check(
-            "regions.exclude",
-            &f.regions.exclude,
-            looks_like_region,
-            region,
-        )?;
+        self.check("regions.include", &f.regions.include, looks_like_region, region)?;
+        self.check("regions.exclude", &f.regions.exclude, looks_like_region, region)?;
 
         let role = "an IAM role name (1-64 of A-Z a-z 0-9 +=,.@_-)";
         let external = "an external id (2-1224 of A-Z a-z 0-9 +=,.@:/_-)";
         let prefix = "a session name prefix (1-32 of A-Z a-z 0-9 +=,.@_-)";
-        self.check(
-            "assume_role.role_name",
-            &f.assume_role.role_name,
-            is_role_name,
-            role,
-        )?;
+        self.check("assume_role.role_name", &f.assume_role.role_name, is_role_name, role)?;
         self.check(
             "assume_role.external_id",
             &f.assume_role.external_id,
@@ -229,23 +196,13 @@ impl Loaded {
             external,
         )?;
         let prefixes = &f.assume_role.session_name_prefix;
-        self.check(
-            "assume_role.session_name_prefix",
-            prefixes,
-            is_session_prefix,
-            prefix,
-        )?;
+        self.check("assume_role.session_name_prefix", prefixes, is_session_prefix, prefix)?;
 
         let mut seen = BTreeMap::new();
         for entry in &f.account {
             self.check("account.id", [&entry.id], is_account_id, account_id)?;
             self.check("account.role_name", &entry.role_name, is_role_name, role)?;
-            self.check(
-                "account.external_id",
-                &entry.external_id,
-                is_external_id,
-                external,
-            )?;
+            self.check("account.external_id", &entry.external_id, is_external_id, external)?;
             if let Some(first) = seen.insert(entry.id.get_ref().clone(), entry.id.span()) {
                 let line = line_of(&self.text, first.start);
                 let message = format!(
@@ -263,9 +220,6 @@ impl Settings {
     /// Reads the config file (if any) and merges the command line over it.
     pub fn resolve(cli: &Cli) -> Result<Settings, Error> {
         let loaded = cli.config.as_deref().map(load_config).transpose()?;
-        if let Some(loaded) = &loaded {
-            loaded.validate()?;
-        }
         let file = loaded.as_ref().map(|l| &l.file);
         let config_name = cli.config.as_ref().map(|p| p.display().to_string());
 
@@ -287,15 +241,16 @@ impl Settings {
             profile: cli.profile.clone(),
             mode,
             accounts: file.map(|f| ids(&f.accounts)).unwrap_or_default(),
-            organizational_units: file
-                .map(|f| ids(&f.organizational_units))
-                .unwrap_or_default(),
+            organizational_units: file.map(|f| ids(&f.organizational_units)).unwrap_or_default(),
             regions,
             assume_role: assume_role(cli, file),
             dry_run: cli.dry_run,
             yes: cli.yes,
             output: cli.output,
             journal: cli.journal.clone(),
+            timeout: Duration::from_secs(cli.timeout),
+            concurrency: usize::from(cli.concurrency),
+            wait: cli.wait.then(|| Duration::from_secs(cli.wait_timeout)),
         })
     }
 }
@@ -307,24 +262,15 @@ fn region_filter(
 ) -> Result<RegionFilter, Error> {
     let from_file = file.map(|f| ids(&f.regions)).unwrap_or_default();
     let (include, include_source) = if cli.regions.is_empty() {
-        let source = config_name
-            .map(|n| format!("{n}, [regions] include"))
-            .unwrap_or_default();
+        let source = config_name.map(|n| format!("{n}, [regions] include")).unwrap_or_default();
         (from_file.include, source)
     } else {
         (cli.regions.clone(), "--region".to_owned())
     };
     if let Some(bad) = include.iter().find(|r| !looks_like_region(r)) {
-        return Err(Error::UnknownRegion {
-            region: bad.clone(),
-            source_name: include_source,
-        });
+        return Err(Error::UnknownRegion { region: bad.clone(), source_name: include_source });
     }
-    Ok(RegionFilter {
-        include,
-        exclude: from_file.exclude,
-        include_source,
-    })
+    Ok(RegionFilter { include, exclude: from_file.exclude, include_source })
 }
 
 fn assume_role(cli: &Cli, file: Option<&ConfigFile>) -> AssumeRoleSettings {
@@ -344,11 +290,7 @@ fn assume_role(cli: &Cli, file: Option<&ConfigFile>) -> AssumeRoleSettings {
         })
         .collect();
     AssumeRoleSettings {
-        role_name: cli
-            .role_name
-            .clone()
-            .or(role_from_file)
-            .unwrap_or_else(|| DEFAULT_ROLE.into()),
+        role_name: cli.role_name.clone().or(role_from_file).unwrap_or_else(|| DEFAULT_ROLE.into()),
         external_id: section.and_then(|s| text(s.external_id.as_ref())),
         session_name_prefix: section
             .and_then(|s| text(s.session_name_prefix.as_ref()))
@@ -359,33 +301,28 @@ fn assume_role(cli: &Cli, file: Option<&ConfigFile>) -> AssumeRoleSettings {
 
 fn ids(lists: &Lists) -> IdFilter {
     let plain = |v: &[Spanned<String>]| v.iter().map(|s| s.get_ref().clone()).collect();
-    IdFilter {
-        include: plain(&lists.include),
-        exclude: plain(&lists.exclude),
-    }
+    IdFilter { include: plain(&lists.include), exclude: plain(&lists.exclude) }
 }
 
 fn load_config(path: &Path) -> Result<Loaded, Error> {
-    let config_error = |message: String| Error::Config {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
         path: path.to_owned(),
-        message,
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| config_error(format!("cannot be read ({e}); check the path")))?;
+        message: format!("cannot be read ({e}); check the path"),
+    })?;
+    parse_config(path, text)
+}
+
+/// Parses and validates config text; `path` only names the file in errors.
+fn parse_config(path: &Path, text: String) -> Result<Loaded, Error> {
+    let config_error = |message: String| Error::Config { path: path.to_owned(), message };
     let file = toml::from_str(&text).map_err(|e| config_error(describe_toml_error(&text, &e)))?;
-    Ok(Loaded {
-        path: path.to_owned(),
-        text,
-        file,
-    })
+    let loaded = Loaded { path: path.to_owned(), text, file };
+    loaded.validate()?;
+    Ok(loaded)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// One line: where in the file, and what is wrong, as the TOML parser words it.
@@ -399,9 +336,7 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
 
 fn chars_in(value: &str, extra: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&value.len())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
 }
 
 /// Twelve digits, as every AWS account id.
@@ -413,17 +348,12 @@ pub fn is_account_id(value: &str) -> bool {
 pub fn is_ou_id(value: &str) -> bool {
     let lower_alnum = |s: &str, min: usize| {
         (min..=32).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     };
     if let Some(rest) = value.strip_prefix("ou-") {
-        return rest
-            .split_once('-')
-            .is_some_and(|(a, b)| lower_alnum(a, 4) && lower_alnum(b, 8));
+        return rest.split_once('-').is_some_and(|(a, b)| lower_alnum(a, 4) && lower_alnum(b, 8));
     }
-    value
-        .strip_prefix("r-")
-        .is_some_and(|rest| lower_alnum(rest, 4))
+    value.strip_prefix("r-").is_some_and(|rest| lower_alnum(rest, 4))
 }
 
 fn is_role_name(value: &str) -> bool {
@@ -447,9 +377,7 @@ pub fn looks_like_region(name: &str) -> bool {
     parts.len() >= 2
         && !number.is_empty()
         && number.chars().all(|c| c.is_ascii_digit())
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -518,23 +446,14 @@ mod tests {
                     [[account]]\nid = \"333333333333\"\nrole_name = \"Special\"\n";
         let settings = resolve(text, &[]).expect("valid");
         let roles = &settings.assume_role;
-        assert_eq!(
-            roles.for_account("333333333333"),
-            ("Special", Some("shared-id"))
-        );
-        assert_eq!(
-            roles.for_account("444444444444"),
-            ("Global", Some("shared-id"))
-        );
+        assert_eq!(roles.for_account("333333333333"), ("Special", Some("shared-id")));
+        assert_eq!(roles.for_account("444444444444"), ("Global", Some("shared-id")));
     }
 
     #[test]
     fn mode_comes_from_flags_before_the_file() {
         let text = "mode = \"organization\"\n";
-        assert_eq!(
-            resolve(text, &[]).expect("valid").mode,
-            ModeSetting::Organization
-        );
+        assert_eq!(resolve(text, &[]).expect("valid").mode, ModeSetting::Organization);
         let forced = resolve(text, &["--single-account"]).expect("valid");
         assert_eq!(forced.mode, ModeSetting::SingleAccount);
         assert!(resolve("mode = \"everything\"\n", &[]).is_err());
@@ -543,52 +462,25 @@ mod tests {
     #[test]
     fn bad_values_are_named_with_key_and_line() {
         let cases = [
-            (
-                "[accounts]\ninclude = [\"1234\"]\n",
-                "line 2",
-                "accounts.include",
-            ),
-            (
-                "[accounts]\n\nexclude = [\"12345678901x\"]\n",
-                "line 3",
-                "accounts.exclude",
-            ),
-            (
-                "[organizational_units]\ninclude = [\"ou-12\"]\n",
-                "line 2",
-                "organizational_units",
-            ),
-            (
-                "[regions]\nexclude = [\"EU-West-1\"]\n",
-                "line 2",
-                "regions.exclude",
-            ),
-            (
-                "[assume_role]\nrole_name = \"bad role\"\n",
-                "line 2",
-                "assume_role.role_name",
-            ),
+            ("[accounts]\ninclude = [\"1234\"]\n", "line 2", "accounts.include"),
+            ("[accounts]\n\nexclude = [\"12345678901x\"]\n", "line 3", "accounts.exclude"),
+            ("[organizational_units]\ninclude = [\"ou-12\"]\n", "line 2", "organizational_units"),
+            ("[regions]\nexclude = [\"EU-West-1\"]\n", "line 2", "regions.exclude"),
+            ("[assume_role]\nrole_name = \"bad role\"\n", "line 2", "assume_role.role_name"),
             ("[[account]]\nid = \"1\"\n", "line 2", "account.id"),
             (
                 "[[account]]\nid = \"333333333333\"\n[[account]]\nid = \"333333333333\"\n",
                 "line 4",
                 "listed twice",
             ),
-            (
-                "[regions]\ninclude = []\nexclud = [\"x\"]\n",
-                "line 3",
-                "exclud",
-            ),
+            ("[regions]\ninclude = []\nexclud = [\"x\"]\n", "line 3", "exclud"),
             ("[regions]\ninclude = \"eu-west-1\"\n", "line 2", "sequence"),
             ("[accounts]\ninclude = [111111111111]\n", "line 2", "string"),
             ("[regions\n", "line 1", ""),
         ];
         for (text, line, key) in cases {
             let err = resolve(text, &[]).expect_err(text);
-            assert!(
-                err.contains(line) && err.contains(key),
-                "{text:?} gave {err}"
-            );
+            assert!(err.contains(line) && err.contains(key), "{text:?} gave {err}");
         }
     }
 
@@ -608,6 +500,25 @@ mod tests {
         assert!(looks_like_region("us-gov-west-1"));
         assert!(!looks_like_region("EU-west-1"));
         assert!(!looks_like_region("1"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parser(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if let Err(e) = parse_config(Path::new("fuzz.toml"), text) {
+                let message = e.to_string();
+                proptest::prop_assert!(!message.contains('\n'), "one line: {}", message);
+                proptest::prop_assert!(message.contains("fuzz.toml"));
+            }
+        }
+
+        #[test]
+        fn toml_shaped_text_never_panics_the_parser(text in "([\\[\\]a-z_.=\" ,0-9\n-]|ou-|r-|include|exclude|accounts|regions|mode|id){0,60}") {
+            if let Err(e) = parse_config(Path::new("fuzz.toml"), text) {
+                proptest::prop_assert!(!e.to_string().contains('\n'));
+            }
+        }
     }
 
     #[test]

@@ -3,9 +3,7 @@
 /// Replaces control characters (terminal escapes included) so that a crafted Name tag cannot
 /// rewrite the user's terminal or forge report lines.
 pub fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect()
+    text.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
 }
 
 /// Collapses any run of whitespace into one space and strips control characters.

@@ -33,9 +33,7 @@ struct Member {
 
 impl Member {
     fn tokens(&self, emulator: &Emulator) -> String {
-        emulator
-            .options_as(&self.credentials, "us-east-1", &self.instance)
-            .tokens
+        emulator.options_as(&self.credentials, "us-east-1", &self.instance).tokens
     }
 }
 
@@ -53,30 +51,17 @@ fn create_ou(emulator: &Emulator, parent: &str, name: &str) -> String {
                 .send(),
         )
         .unwrap();
-    output
-        .organizational_unit()
-        .unwrap()
-        .id()
-        .unwrap()
-        .to_owned()
+    output.organizational_unit().unwrap().id().unwrap().to_owned()
 }
 
 fn create_member(emulator: &Emulator, name: &str, root: &str, ou: Option<&str>) -> Member {
     let orgs = organizations(emulator);
     let created = emulator
         .block_on(
-            orgs.create_account()
-                .account_name(name)
-                .email(format!("{name}@example.com"))
-                .send(),
+            orgs.create_account().account_name(name).email(format!("{name}@example.com")).send(),
         )
         .unwrap();
-    let id = created
-        .create_account_status()
-        .unwrap()
-        .account_id()
-        .unwrap()
-        .to_owned();
+    let id = created.create_account_status().unwrap().account_id().unwrap().to_owned();
     if let Some(ou) = ou {
         emulator
             .block_on(
@@ -89,26 +74,15 @@ fn create_member(emulator: &Emulator, name: &str, root: &str, ou: Option<&str>) 
             .unwrap();
     }
     let credentials = emulator.credentials_for(&id);
-    let instance = emulator.launch_as(
-        &credentials,
-        "us-east-1",
-        Spec::new("app", "running", "optional"),
-    );
-    Member {
-        id,
-        credentials,
-        instance,
-    }
+    let instance =
+        emulator.launch_as(&credentials, "us-east-1", Spec::new("app", "running", "optional"));
+    Member { id, credentials, instance }
 }
 
 fn seed(emulator: &Emulator) -> Org {
     let orgs = organizations(emulator);
     emulator
-        .block_on(
-            orgs.create_organization()
-                .feature_set(OrganizationFeatureSet::All)
-                .send(),
-        )
+        .block_on(orgs.create_organization().feature_set(OrganizationFeatureSet::All).send())
         .unwrap();
     let roots = emulator.block_on(orgs.list_roots().send()).unwrap();
     let root = roots.roots()[0].id().unwrap().to_owned();
@@ -117,17 +91,11 @@ fn seed(emulator: &Emulator) -> Org {
     let sandbox_ou = create_ou(emulator, &root, "Sandbox");
 
     let prod_web = create_member(emulator, "prod-web", &root, Some(&production));
-    emulator.launch_as(
-        &prod_web.credentials,
-        "eu-west-1",
-        Spec::new("eu", "stopped", "optional"),
-    );
+    emulator.launch_as(&prod_web.credentials, "eu-west-1", Spec::new("eu", "stopped", "optional"));
     let payments_app = create_member(emulator, "payments", &root, Some(&payments));
     let excluded = create_member(emulator, "excluded", &root, None);
     let closed = create_member(emulator, "closed", &root, None);
-    emulator
-        .block_on(orgs.close_account().account_id(&closed.id).send())
-        .unwrap();
+    emulator.block_on(orgs.close_account().account_id(&closed.id).send()).unwrap();
     let denied = create_member(emulator, "denied", &root, None);
     let sandbox = create_member(emulator, "sandbox", &root, Some(&sandbox_ou));
     let management_instance =
@@ -209,26 +177,11 @@ fn an_organization_sweep_enforces_every_included_reachable_account_and_no_other(
     run.expect_code(4);
 
     for member in [&org.prod_web, &org.payments_app, &org.sandbox] {
-        assert_eq!(
-            member.tokens(&emulator),
-            "required",
-            "account {}",
-            member.id
-        );
+        assert_eq!(member.tokens(&emulator), "required", "account {}", member.id);
     }
-    assert_eq!(
-        emulator
-            .options("us-west-2", &org.management_instance)
-            .tokens,
-        "required"
-    );
+    assert_eq!(emulator.options("us-west-2", &org.management_instance).tokens, "required");
     for member in [&org.excluded, &org.closed, &org.denied] {
-        assert_eq!(
-            member.tokens(&emulator),
-            "optional",
-            "account {} must be untouched",
-            member.id
-        );
+        assert_eq!(member.tokens(&emulator), "optional", "account {} must be untouched", member.id);
     }
 
     let documents = run.json();
@@ -244,15 +197,9 @@ fn an_organization_sweep_enforces_every_included_reachable_account_and_no_other(
     let totals = &report["totals"];
     assert_eq!(totals["accounts_scanned"], 4);
     assert_eq!(totals["accounts_skipped"], 3);
-    assert_eq!(
-        totals["to_change"], 5,
-        "prod-web has two instances to change"
-    );
+    assert_eq!(totals["to_change"], 5, "prod-web has two instances to change");
     assert_eq!(totals["instances"], 5);
-    assert_eq!(
-        totals["errors"], 1,
-        "only the unreachable account is an error"
-    );
+    assert_eq!(totals["errors"], 1, "only the unreachable account is an error");
 
     assert_eq!(skipped(report, &org.excluded.id)["kind"], "excluded");
     let closed = skipped(report, &org.closed.id);
@@ -261,10 +208,12 @@ fn an_organization_sweep_enforces_every_included_reachable_account_and_no_other(
     let denied = skipped(report, &org.denied.id);
     assert_eq!(denied["kind"], "unreachable");
     assert_eq!(denied["error"]["code"], "AccessDenied");
-    assert!(denied["hint"].as_str().unwrap().contains(&format!(
-        "arn:aws:iam::{}:role/OrganizationAccountAccessRole",
-        org.denied.id
-    )));
+    assert!(
+        denied["hint"].as_str().unwrap().contains(&format!(
+            "arn:aws:iam::{}:role/OrganizationAccountAccessRole",
+            org.denied.id
+        ))
+    );
 
     let sandbox = report["accounts"]
         .as_array()
@@ -274,17 +223,10 @@ fn an_organization_sweep_enforces_every_included_reachable_account_and_no_other(
         .unwrap();
     assert_eq!(
         sandbox["access"]["role_arn"],
-        format!(
-            "arn:aws:iam::{}:role/SecurityAuditRemediation",
-            org.sandbox.id
-        )
+        format!("arn:aws:iam::{}:role/SecurityAuditRemediation", org.sandbox.id)
     );
-    let management = report["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["account_id"] == ACCOUNT)
-        .unwrap();
+    let management =
+        report["accounts"].as_array().unwrap().iter().find(|a| a["account_id"] == ACCOUNT).unwrap();
     assert_eq!(management["access"]["type"], "caller_credentials");
 
     let result = &documents[1];
@@ -324,10 +266,7 @@ fn the_text_report_groups_by_account_and_asks_once() {
     );
     assert!(out.contains("Skipped accounts:"));
     assert!(
-        out.contains(&format!(
-            "{} (closed): account state is SUSPENDED",
-            org.closed.id
-        )),
+        out.contains(&format!("{} (closed): account state is SUSPENDED", org.closed.id)),
         "{out}"
     );
     assert!(
@@ -337,15 +276,9 @@ fn the_text_report_groups_by_account_and_asks_once() {
         )),
         "{out}"
     );
-    assert_eq!(
-        run.stderr.matches("[y/N]").count(),
-        1,
-        "one confirmation: {}",
-        run.stderr
-    );
+    assert_eq!(run.stderr.matches("[y/N]").count(), 1, "one confirmation: {}", run.stderr);
     assert!(
-        run.stderr
-            .contains("6 instances in 5 account(s) and 3 region(s)"),
+        run.stderr.contains("6 instances in 5 account(s) and 3 region(s)"),
         "{}\n{out}",
         run.stderr
     );
@@ -356,19 +289,10 @@ fn the_text_report_groups_by_account_and_asks_once() {
 #[test]
 fn ou_filters_include_nested_ous_and_exclusion_wins() {
     let (_emulator, home, org) = setup();
-    let config = home.config_file(&format!(
-        "[organizational_units]\ninclude = [\"{}\"]\n",
-        org.production
-    ));
-    let run = home.run(&[
-        "--profile",
-        PROFILE,
-        "--config",
-        &config,
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let config =
+        home.config_file(&format!("[organizational_units]\ninclude = [\"{}\"]\n", org.production));
+    let run =
+        home.run(&["--profile", PROFILE, "--config", &config, "--dry-run", "--output", "json"]);
     run.expect_code(0);
     let report = &run.json()[0];
     assert_eq!(
@@ -380,15 +304,8 @@ fn ou_filters_include_nested_ous_and_exclusion_wins() {
         "[organizational_units]\ninclude = [\"{}\"]\nexclude = [\"{}\"]\n",
         org.production, org.payments
     ));
-    let run = home.run(&[
-        "--profile",
-        PROFILE,
-        "--config",
-        &config,
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let run =
+        home.run(&["--profile", PROFILE, "--config", &config, "--dry-run", "--output", "json"]);
     run.expect_code(0);
     let report = &run.json()[0];
     assert_eq!(account_ids(report), [org.prod_web.id.as_str()]);
@@ -402,22 +319,12 @@ fn an_included_account_outside_the_organization_is_reported() {
         "[accounts]\ninclude = [\"{}\", \"999999999999\"]\n",
         org.prod_web.id
     ));
-    let run = home.run(&[
-        "--profile",
-        PROFILE,
-        "--config",
-        &config,
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let run =
+        home.run(&["--profile", PROFILE, "--config", &config, "--dry-run", "--output", "json"]);
     run.expect_code(4);
     let report = &run.json()[0];
     assert_eq!(account_ids(report), [org.prod_web.id.as_str()]);
-    assert_eq!(
-        skipped(report, "999999999999")["kind"],
-        "not_in_organization"
-    );
+    assert_eq!(skipped(report, "999999999999")["kind"], "not_in_organization");
 }
 
 #[test]
@@ -429,10 +336,7 @@ fn a_member_account_profile_alone_sweeps_only_that_account() {
     let report = &run.json()[0];
     assert_eq!(report["mode"]["mode"], "single_account");
     assert!(
-        report["mode"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("may not list"),
+        report["mode"]["reason"].as_str().unwrap().contains("may not list"),
         "{}",
         report["mode"]
     );
@@ -452,14 +356,8 @@ fn a_member_account_profile_alone_sweeps_only_that_account() {
 #[test]
 fn single_account_mode_can_be_forced_with_organization_credentials() {
     let (_emulator, home, org) = setup();
-    let run = home.run(&[
-        "--profile",
-        PROFILE,
-        "--single-account",
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let run =
+        home.run(&["--profile", PROFILE, "--single-account", "--dry-run", "--output", "json"]);
     run.expect_code(0);
     let report = &run.json()[0];
     assert_eq!(report["mode"]["mode"], "single_account");
@@ -473,11 +371,7 @@ fn organization_mode_outside_an_organization_is_an_error() {
     let home = Home::new(&emulator);
     let run = home.run(&["--profile", PROFILE, "--organization", "--dry-run"]);
     run.expect_code(3);
-    assert!(
-        run.stderr.contains("not in an organization"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("not in an organization"), "{}", run.stderr);
     assert_eq!(run.stderr.trim().lines().count(), 1);
 
     let config = home.config_file("mode = \"organization\"\n");

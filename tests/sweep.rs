@@ -33,18 +33,9 @@ fn seed(emulator: &Emulator) -> Fleet {
         ("us-east-1", Spec::new("batch-2", "stopped", "optional")),
         ("us-east-1", Spec::new("api-3", "running", "required")),
         ("us-east-1", Spec::new("old-4", "terminated", "optional")),
-        (
-            "us-east-1",
-            Spec::new("dark-5", "running", "optional").endpoint_disabled(),
-        ),
-        (
-            "us-east-1",
-            Spec::new("sealed-6", "running", "required").endpoint_disabled(),
-        ),
-        (
-            "us-east-1",
-            Spec::new("hop-7", "running", "optional").hop_limit(2),
-        ),
+        ("us-east-1", Spec::new("dark-5", "running", "optional").endpoint_disabled()),
+        ("us-east-1", Spec::new("sealed-6", "running", "required").endpoint_disabled()),
+        ("us-east-1", Spec::new("hop-7", "running", "optional").hop_limit(2)),
         ("eu-west-1", Spec::new("eu-1", "running", "optional")),
         ("eu-west-1", Spec::new("eu-2", "running", "required")),
         ("ap-southeast-2", Spec::new("ap-1", "stopped", "optional")),
@@ -68,11 +59,7 @@ fn setup() -> (Emulator, Home, Fleet) {
 
 fn assert_untouched(emulator: &Emulator, fleet: &Fleet) {
     for name in TO_CHANGE {
-        assert_eq!(
-            fleet.tokens(emulator, name),
-            "optional",
-            "{name} must be unchanged"
-        );
+        assert_eq!(fleet.tokens(emulator, name), "optional", "{name} must be unchanged");
     }
     assert_eq!(emulator.requests("ec2:ModifyInstanceMetadataOptions"), 0);
 }
@@ -81,13 +68,7 @@ fn assert_untouched(emulator: &Emulator, fleet: &Fleet) {
 fn yes_enforces_every_actionable_instance_and_keeps_other_options() {
     let (emulator, home, fleet) = setup();
     let journal = home.journal();
-    let run = home.run(&[
-        "--profile",
-        PROFILE,
-        "--yes",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let run = home.run(&["--profile", PROFILE, "--yes", "--journal", journal.to_str().unwrap()]);
     run.expect_code(0);
 
     for name in TO_CHANGE {
@@ -99,14 +80,8 @@ fn yes_enforces_every_actionable_instance_and_keeps_other_options() {
         "terminated instances stay as they are"
     );
     let dark = emulator.options("us-east-1", fleet.id("dark-5"));
-    assert_eq!(
-        dark.endpoint, "disabled",
-        "the metadata endpoint must stay disabled"
-    );
-    assert_eq!(
-        emulator.options("us-east-1", fleet.id("hop-7")).hop_limit,
-        2
-    );
+    assert_eq!(dark.endpoint, "disabled", "the metadata endpoint must stay disabled");
+    assert_eq!(emulator.options("us-east-1", fleet.id("hop-7")).hop_limit, 2);
     assert_eq!(emulator.requests("ec2:ModifyInstanceMetadataOptions"), 6);
 
     let records = home.journal_records();
@@ -121,19 +96,12 @@ fn yes_enforces_every_actionable_instance_and_keeps_other_options() {
         assert_eq!(result["region"], fleet.region(name));
         assert!(result["caller_arn"].as_str().unwrap().contains(ACCOUNT));
         // AWS answers `pending` for a running instance and `applied` for a stopped one.
-        let expected = if ["batch-2", "ap-1"].contains(&name) {
-            "applied"
-        } else {
-            "pending"
-        };
+        let expected = if ["batch-2", "ap-1"].contains(&name) { "applied" } else { "pending" };
         assert_eq!(result["outcome"], expected, "{name}");
     }
     assert_eq!(records.iter().filter(|r| r["event"] == "result").count(), 6);
     assert!(run.stdout.contains("6 succeeded"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains(journal.to_str().unwrap()),
-        "the journal is named"
-    );
+    assert!(run.stdout.contains(journal.to_str().unwrap()), "the journal is named");
 }
 
 #[test]
@@ -156,18 +124,10 @@ fn json_report_counts_every_instance_and_dry_run_changes_nothing() {
     );
     let account = &report["accounts"][0];
     assert_eq!(account["account_id"], ACCOUNT);
-    let us_east = account["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["region"] == "us-east-1")
-        .unwrap();
-    let dark = us_east["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "dark-5")
-        .unwrap();
+    let us_east =
+        account["regions"].as_array().unwrap().iter().find(|r| r["region"] == "us-east-1").unwrap();
+    let dark =
+        us_east["instances"].as_array().unwrap().iter().find(|i| i["name"] == "dark-5").unwrap();
     assert_eq!(dark["status"], "imds_disabled");
     assert_eq!(dark["change"], true);
     assert_eq!(dark["http_endpoint"], "disabled");
@@ -181,17 +141,11 @@ fn text_report_shows_tables_and_summary() {
     let run = home.run(&["--profile", PROFILE, "--dry-run"]);
     run.expect_code(0);
     let out = &run.stdout;
-    assert!(
-        out.starts_with("Mode: single account"),
-        "the mode comes first:\n{out}"
-    );
+    assert!(out.starts_with("Mode: single account"), "the mode comes first:\n{out}");
     assert!(out.contains(&format!("account {ACCOUNT}")));
     assert!(out.contains("us-east-1: 7 instances, 4 to change"), "{out}");
     assert!(out.contains(fleet.id("web-1")) && out.contains("needs-enforcement"));
-    assert!(
-        out.contains("Dry run: 6 instances would be changed"),
-        "{out}"
-    );
+    assert!(out.contains("Dry run: 6 instances would be changed"), "{out}");
 }
 
 #[test]
@@ -199,17 +153,8 @@ fn declined_prompt_changes_nothing() {
     let (emulator, home, fleet) = setup();
     let run = home.run_in_terminal(&["--profile", PROFILE], "n\\n");
     run.expect_code(5);
-    assert!(
-        run.stderr.contains("[y/N]"),
-        "the prompt is on stderr: {}",
-        run.stderr
-    );
-    assert!(
-        run.stderr
-            .contains("6 instances in 1 account(s) and 3 region(s)"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("[y/N]"), "the prompt is on stderr: {}", run.stderr);
+    assert!(run.stderr.contains("6 instances in 1 account(s) and 3 region(s)"), "{}", run.stderr);
     assert_untouched(&emulator, &fleet);
 }
 
@@ -217,10 +162,8 @@ fn declined_prompt_changes_nothing() {
 fn accepted_prompt_applies() {
     let (emulator, home, fleet) = setup();
     let journal = home.journal();
-    let run = home.run_in_terminal(
-        &["--profile", PROFILE, "--journal", journal.to_str().unwrap()],
-        "y\\n",
-    );
+    let run = home
+        .run_in_terminal(&["--profile", PROFILE, "--journal", journal.to_str().unwrap()], "y\\n");
     run.expect_code(0);
     for name in TO_CHANGE {
         assert_eq!(fleet.tokens(&emulator, name), "required", "{name}");
@@ -265,10 +208,7 @@ fn unknown_profile_is_named_with_the_files_read() {
 fn rejected_and_expired_credentials_are_fatal() {
     let emulator = Emulator::start();
     let home = Home::new(&emulator);
-    for (code, profile) in [
-        ("InvalidClientTokenId", BAD_PROFILE),
-        ("ExpiredToken", BAD_PROFILE),
-    ] {
+    for (code, profile) in [("InvalidClientTokenId", BAD_PROFILE), ("ExpiredToken", BAD_PROFILE)] {
         emulator.control("DELETE", "faults", None);
         emulator.fault(json!({
             "service": "sts", "action": "GetCallerIdentity", "access_key": BAD_ACCESS_KEY,
@@ -276,11 +216,7 @@ fn rejected_and_expired_credentials_are_fatal() {
         }));
         let run = home.run(&["--profile", profile]);
         run.expect_code(3);
-        assert!(
-            run.stderr.contains(code) && run.stderr.contains("rejected"),
-            "{}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(code) && run.stderr.contains("rejected"), "{}", run.stderr);
         assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
     }
     assert_eq!(emulator.requests("ec2:DescribeRegions"), 0);
@@ -318,17 +254,10 @@ fn a_denied_region_is_skipped_and_the_rest_is_enforced() {
         "status": 403, "code": "UnauthorizedOperation", "message": "denied by an SCP"
     }));
     let journal = home.journal();
-    let run = home.run(&[
-        "--profile",
-        PROFILE,
-        "--yes",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let run = home.run(&["--profile", PROFILE, "--yes", "--journal", journal.to_str().unwrap()]);
     run.expect_code(4);
     assert!(
-        run.stdout
-            .contains("eu-west-1: DescribeInstances failed: UnauthorizedOperation"),
+        run.stdout.contains("eu-west-1: DescribeInstances failed: UnauthorizedOperation"),
         "{}",
         run.stdout
     );
@@ -389,11 +318,7 @@ fn region_flags_restrict_the_sweep() {
         journal.to_str().unwrap(),
     ]);
     run.expect_code(0);
-    assert_eq!(
-        emulator.requests("ec2:DescribeInstances"),
-        1,
-        "one region scanned"
-    );
+    assert_eq!(emulator.requests("ec2:DescribeInstances"), 2, "one region scanned, one read-back");
     assert_eq!(fleet.tokens(&emulator, "eu-1"), "required");
     assert_eq!(fleet.tokens(&emulator, "web-1"), "optional");
 
@@ -407,12 +332,7 @@ fn a_region_not_enabled_is_reported_as_skipped() {
     let (_emulator, home, _fleet) = setup();
     let run = home.run(&["--profile", PROFILE, "--region", "ap-east-1", "--dry-run"]);
     run.expect_code(4);
-    assert!(
-        run.stdout
-            .contains("ap-east-1: not enabled for this account"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("ap-east-1: not enabled for this account"), "{}", run.stdout);
 }
 
 #[test]
@@ -434,19 +354,16 @@ fn every_page_of_a_large_region_is_swept() {
         journal.to_str().unwrap(),
     ]);
     run.expect_code(0);
-    assert_eq!(emulator.requests("ec2:DescribeInstances"), 2, "two pages");
+    assert_eq!(
+        emulator.requests("ec2:DescribeInstances"),
+        4,
+        "two pages to scan, two to read back"
+    );
     for id in &ids {
-        assert_eq!(
-            emulator.options("eu-north-1", id).tokens,
-            "required",
-            "{id}"
-        );
+        assert_eq!(emulator.options("eu-north-1", id).tokens, "required", "{id}");
     }
     let records = home.journal_records();
-    assert_eq!(
-        records.iter().filter(|r| r["event"] == "result").count(),
-        105
-    );
+    assert_eq!(records.iter().filter(|r| r["event"] == "result").count(), 105);
 }
 
 #[test]
@@ -455,16 +372,10 @@ fn the_default_journal_lives_under_the_state_directory() {
     let run = home.run(&["--profile", PROFILE, "--yes"]);
     run.expect_code(0);
     let dir = home.path().join("state/imds-sweep");
-    let files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("journal directory")
-        .collect();
+    let files: Vec<_> = std::fs::read_dir(&dir).expect("journal directory").collect();
     assert_eq!(files.len(), 1);
     let path = files[0].as_ref().unwrap().path();
-    assert!(
-        run.stdout.contains(path.to_str().unwrap()),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains(path.to_str().unwrap()), "{}", run.stdout);
     let records = common::read_json_lines(&path);
     assert_eq!(records.iter().filter(|r| r["event"] == "result").count(), 6);
 }
@@ -473,30 +384,16 @@ fn the_default_journal_lives_under_the_state_directory() {
 fn no_secret_reaches_any_output() {
     let (_emulator, home, _fleet) = setup();
     let journal = home.journal();
-    let run = home.run(&[
-        "--profile",
-        PROFILE,
-        "--yes",
-        "-vv",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let run =
+        home.run(&["--profile", PROFILE, "--yes", "-vv", "--journal", journal.to_str().unwrap()]);
     run.expect_code(0);
     let journal_text = std::fs::read_to_string(&journal).unwrap();
-    for (name, text) in [
-        ("stdout", &run.stdout),
-        ("stderr", &run.stderr),
-        ("journal", &journal_text),
-    ] {
-        assert!(
-            !text.contains(SECRET_KEY),
-            "the secret key leaked into {name}"
-        );
+    for (name, text) in
+        [("stdout", &run.stdout), ("stderr", &run.stderr), ("journal", &journal_text)]
+    {
+        assert!(!text.contains(SECRET_KEY), "the secret key leaked into {name}");
     }
-    assert!(
-        run.stderr.contains("will set HttpTokens=required"),
-        "-vv explains decisions"
-    );
+    assert!(run.stderr.contains("will set HttpTokens=required"), "-vv explains decisions");
 }
 
 #[test]
@@ -510,17 +407,11 @@ fn ctrl_c_during_the_scan_changes_nothing() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let started = std::time::Instant::now();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130));
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(3),
-        "exits at once"
-    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "exits at once");
     assert!(String::from_utf8_lossy(&output.stderr).contains("nothing was changed"));
     assert_untouched(&emulator, &fleet);
 }
@@ -532,53 +423,28 @@ fn ctrl_c_during_enforcement_journals_what_was_applied() {
         json!({"service": "ec2", "action": "ModifyInstanceMetadataOptions", "delay_ms": 700}),
     );
     let journal = home.journal();
+    // One call at a time, so that the interrupt finds changes not yet started.
+    let args = ["--profile", PROFILE, "--yes", "--concurrency", "1"];
     let child = home
-        .command(&[
-            "--profile",
-            PROFILE,
-            "--yes",
-            "--journal",
-            journal.to_str().unwrap(),
-        ])
+        .command(&[&args[..], &["--journal", journal.to_str().unwrap()]].concat())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // Wait until the first change has been attempted, then interrupt.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while home
-        .journal_records()
-        .iter()
-        .all(|r| r["event"] != "attempt")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no change was attempted"
-        );
+    while home.journal_records().iter().all(|r| r["event"] != "attempt") {
+        assert!(std::time::Instant::now() < deadline, "no change was attempted");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let output = child.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
 
     let records = home.journal_records();
-    let changed: Vec<&str> = TO_CHANGE
-        .iter()
-        .copied()
-        .filter(|n| fleet.tokens(&emulator, n) == "required")
-        .collect();
-    assert!(
-        changed.len() < TO_CHANGE.len(),
-        "the interrupt stopped new changes"
-    );
+    let changed: Vec<&str> =
+        TO_CHANGE.iter().copied().filter(|n| fleet.tokens(&emulator, n) == "required").collect();
+    assert!(changed.len() < TO_CHANGE.len(), "the interrupt stopped new changes");
     for name in TO_CHANGE {
         let journalled = common::result_for(&records, fleet.id(name)).len();
         let expected = usize::from(changed.contains(&name));

@@ -34,11 +34,7 @@ fn python() -> PathBuf {
         return PathBuf::from(python);
     }
     let venv = repo().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no emulator environment at {}: run scripts/test",
-        venv.display()
-    );
+    assert!(venv.exists(), "no emulator environment at {}: run scripts/test", venv.display());
     venv
 }
 
@@ -63,24 +59,13 @@ impl Emulator {
         let stdin = child.stdin.take().expect("emulator stdin");
         let stdout = child.stdout.take().expect("emulator stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the READY line");
-        let url = line
-            .trim()
-            .strip_prefix("READY ")
-            .expect("READY line")
-            .to_owned();
+        BufReader::new(stdout).read_line(&mut line).expect("read the READY line");
+        let url = line.trim().strip_prefix("READY ").expect("READY line").to_owned();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("test runtime");
-        Emulator {
-            url,
-            child,
-            _stdin: stdin,
-            runtime,
-        }
+        Emulator { url, child, _stdin: stdin, runtime }
     }
 
     /// A JSON call to the layer's control endpoint.
@@ -92,11 +77,7 @@ impl Emulator {
             ("DELETE", _) => ureq::delete(&url).call(),
             _ => ureq::get(&url).call(),
         };
-        response
-            .expect("control call")
-            .body_mut()
-            .read_json()
-            .expect("control JSON")
+        response.expect("control call").body_mut().read_json().expect("control JSON")
     }
 
     /// Adds a fault rule (see tests/emulator/layer.py for the fields).
@@ -106,9 +87,7 @@ impl Emulator {
 
     /// How many requests of `service:Action` the emulator has seen.
     pub fn requests(&self, action: &str) -> u64 {
-        self.control("GET", "requests", None)["counts"][action]
-            .as_u64()
-            .unwrap_or(0)
+        self.control("GET", "requests", None)["counts"][action].as_u64().unwrap_or(0)
     }
 
     /// An EC2 client in `region` with the fixture credentials, for seeding and checking.
@@ -134,11 +113,9 @@ impl Emulator {
             .behavior_version(aws_config::BehaviorVersion::latest())
             .endpoint_url(&self.url)
             .region(aws_config::Region::from_static("us-east-1"))
-            .credentials_provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(
-                    fixture_credentials(),
-                ),
-            )
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                fixture_credentials(),
+            ))
             .build()
     }
 
@@ -147,12 +124,7 @@ impl Emulator {
         let sts = aws_sdk_sts::Client::new(&self.sdk_config());
         let role = format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole");
         let output = self
-            .block_on(
-                sts.assume_role()
-                    .role_arn(role)
-                    .role_session_name("seed")
-                    .send(),
-            )
+            .block_on(sts.assume_role().role_arn(role).role_session_name("seed").send())
             .expect("assume role for seeding");
         let c = output.credentials().expect("credentials");
         Credentials::new(
@@ -198,15 +170,11 @@ impl Emulator {
                     .send(),
             )
             .expect("run instance");
-        let id = output.instances()[0]
-            .instance_id()
-            .expect("instance id")
-            .to_owned();
+        let id = output.instances()[0].instance_id().expect("instance id").to_owned();
         match spec.state {
             "running" => {}
             "stopped" => {
-                self.block_on(ec2.stop_instances().instance_ids(&id).send())
-                    .expect("stop");
+                self.block_on(ec2.stop_instances().instance_ids(&id).send()).expect("stop");
             }
             "terminated" => {
                 self.block_on(ec2.terminate_instances().instance_ids(&id).send())
@@ -225,22 +193,13 @@ impl Emulator {
     /// The metadata options of one instance of the account behind `credentials`.
     pub fn options_as(&self, credentials: &Credentials, region: &str, id: &str) -> Options {
         let output = self
-            .block_on(
-                self.ec2_as(credentials, region)
-                    .describe_instances()
-                    .instance_ids(id)
-                    .send(),
-            )
+            .block_on(self.ec2_as(credentials, region).describe_instances().instance_ids(id).send())
             .expect("describe instance");
         let instance = &output.reservations()[0].instances()[0];
         let options = instance.metadata_options().expect("metadata options");
         Options {
             tokens: options.http_tokens().expect("tokens").as_str().to_owned(),
-            endpoint: options
-                .http_endpoint()
-                .expect("endpoint")
-                .as_str()
-                .to_owned(),
+            endpoint: options.http_endpoint().expect("endpoint").as_str().to_owned(),
             hop_limit: options.http_put_response_hop_limit().expect("hop limit"),
         }
     }
@@ -269,13 +228,7 @@ pub struct Spec {
 
 impl Spec {
     pub fn new(name: &'static str, state: &'static str, tokens: &'static str) -> Spec {
-        Spec {
-            name,
-            state,
-            tokens,
-            endpoint_disabled: false,
-            hop_limit: 1,
-        }
+        Spec { name, state, tokens, endpoint_disabled: false, hop_limit: 1 }
     }
 
     pub fn endpoint_disabled(mut self) -> Spec {
@@ -330,10 +283,7 @@ impl Home {
         use std::io::Write;
         let append = |file: &str, text: String| {
             let path = self.path().join(file);
-            let mut file = std::fs::OpenOptions::new()
-                .append(true)
-                .open(path)
-                .expect("open");
+            let mut file = std::fs::OpenOptions::new().append(true).open(path).expect("open");
             file.write_all(text.as_bytes()).expect("append");
         };
         append(
@@ -372,10 +322,7 @@ impl Home {
             .env("HOME", self.path())
             .env("XDG_STATE_HOME", self.path().join("state"))
             .env("AWS_CONFIG_FILE", self.path().join("config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.path().join("credentials"),
-            )
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.path().join("credentials"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null());
         command
@@ -408,9 +355,7 @@ impl Home {
 
 pub fn read_json_lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
-        .collect()
+    text.lines().map(|l| serde_json::from_str(l).expect("journal line is JSON")).collect()
 }
 
 /// A finished run of the binary.
@@ -443,17 +388,11 @@ impl Run {
 
     /// The JSON lines printed with `--output json`.
     pub fn json(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("stdout line is JSON"))
-            .collect()
+        self.stdout.lines().map(|l| serde_json::from_str(l).expect("stdout line is JSON")).collect()
     }
 }
 
 /// A result record of the journal for `instance`.
 pub fn result_for<'a>(records: &'a [Value], instance: &str) -> Vec<&'a Value> {
-    records
-        .iter()
-        .filter(|r| r["event"] == "result" && r["instance_id"] == instance)
-        .collect()
+    records.iter().filter(|r| r["event"] == "result" && r["instance_id"] == instance).collect()
 }

@@ -57,15 +57,14 @@ def control(emulator: EmulatorServer) -> Callable[..., tuple[int, Any]]:
     return lambda method, path, body=None: control_call(emulator.url, method, path, body)
 
 
-@pytest.fixture
-def client(emulator: EmulatorServer) -> Callable[..., Any]:
-    """Factory for boto3 clients pointed at the emulator."""
+def client_factory(url: str) -> Callable[..., Any]:
+    """Factory for boto3 clients pointed at the emulator serving ``url``."""
 
     def make(service: str, region: str = "eu-west-1", access_key: str = ACCESS_KEY,
              secret_key: str = SECRET_KEY, session_token: str | None = None) -> Any:
         return boto3.client(
             service,
-            endpoint_url=emulator.url,
+            endpoint_url=url,
             region_name=region,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
@@ -74,3 +73,9 @@ def client(emulator: EmulatorServer) -> Callable[..., Any]:
         )
 
     return make
+
+
+@pytest.fixture
+def client(emulator: EmulatorServer) -> Callable[..., Any]:
+    """Factory for boto3 clients pointed at the shared emulator."""
+    return client_factory(emulator.url)

@@ -9,10 +9,34 @@ produce on its own. This module wraps moto's in-process WSGI application and:
 * identifies every AWS request (service, region, access key, account, action,
   parameters) from the SigV4 Authorization header and the request body;
 * counts requests per ``service:Action`` so tests can assert on API usage;
-* answers or delays requests according to fault rules registered at runtime;
+* answers, delays or drops requests according to fault rules registered at
+  runtime (optionally with a probability, drawn from one seedable generator,
+  and optionally resetting the TCP connection before or after moto acts);
 * corrects moto's deviations from real AWS, one small named function each
-  (EC2 metadata options and regions, and who may read an Organization);
+  (EC2 metadata options and regions, who may read an Organization, account-level
+  IMDS defaults, and metadata changes that stay ``pending`` for a while);
+* emulates a distant, busy AWS when asked: added latency per request and EC2's
+  token-bucket request throttling, with statistics (throttled and faulted
+  requests, CPU time, peak concurrency) for benchmarks;
 * serves a JSON control API under ``/_layer/`` on the same port.
+
+Every addition beyond the corrections is off by default. Seed a scenario
+before switching latency or throttling on (seed.py suspends them anyway), so
+that seeding is neither slowed down nor throttled.
+
+Control API (JSON bodies; a malformed one answers 400 with ``{"error": ...}``):
+
+* ``POST/GET/DELETE faults``: fault rules (see ``FaultRule``);
+* ``GET/DELETE requests``: ``service:Action`` counts (DELETE clears all stats);
+* ``GET stats``: counts, throttled counts, faulted total, CPU seconds, peak
+  number of concurrent AWS requests;
+* ``POST/GET regions``: region opt-in overrides;
+* ``POST/GET seed``: ``{"seed": 42}`` restarts the random sequence;
+* ``POST/GET pending``: ``{"seconds": 2.0}`` keeps metadata changes pending;
+* ``POST/GET metadata-defaults``: account-level IMDS defaults per account/region;
+* ``POST/GET latency``: ``{"ms": 50, "jitter_ms": 10}``;
+* ``POST/GET buckets``: ``{"enabled": true, "classes": {name: {capacity, refill}}}``;
+* ``POST reset``: all of the above and moto's state back to the start.
 
 Everything that is not an AWS request (for instance ``/moto-api/``) is passed
 to moto untouched; only a ``/moto-api/reset`` is followed by the one clean-up
@@ -25,15 +49,20 @@ import io
 import itertools
 import json
 import os
+import random
 import re
+import resource
+import socket
+import struct
 import sys
 import threading
 import time
 import traceback
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, NoReturn
 from urllib.parse import parse_qsl, urlencode
 from xml.sax.saxutils import escape
 
@@ -275,15 +304,20 @@ def json_reply(status: int, document: Any) -> Reply:
 _RULE_FIELDS = (
     "service", "action", "region", "account", "access_key",
     "params", "status", "code", "message", "times", "delay_ms",
+    "probability", "reset", "after",
 )
 
 
 @dataclass
 class FaultRule:
-    """One injected behaviour: answer an error and/or delay matching requests.
+    """One injected behaviour: answer an error, delay, or drop matching requests.
 
-    A rule with neither ``status`` nor ``delay_ms`` forwards matching requests
-    unchanged; its ``hits`` still count them, which makes it a cheap probe.
+    A rule with neither ``status``, ``delay_ms`` nor ``reset`` forwards matching
+    requests unchanged; its ``hits`` still count them, which makes it a cheap
+    probe. ``probability`` makes the rule apply to only that fraction of the
+    requests it matches (the others go on to later rules and moto). ``reset``
+    aborts the TCP connection instead of answering; with ``after`` the request
+    is first handled by moto, so the change happens but its answer is lost.
     """
 
     id: int
@@ -298,6 +332,9 @@ class FaultRule:
     message: str = "Injected fault"
     times: int | None = None
     delay_ms: int = 0
+    probability: float = 1.0
+    reset: bool = False
+    after: bool = False
     hits: int = 0
 
     def live(self) -> bool:
@@ -316,6 +353,11 @@ class FaultRule:
         return all(req.params.get(k) == v for k, v in (self.params or {}).items())
 
 
+def _is_number(value: Any) -> bool:
+    """True for JSON numbers (a bool is not one, although Python says it is an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def parse_fault_rule(rule_id: int, document: Any) -> FaultRule:
     """Validate a POST /_layer/faults body; raises ValueError with a readable reason."""
     if not isinstance(document, dict):
@@ -330,12 +372,23 @@ def parse_fault_rule(rule_id: int, document: Any) -> FaultRule:
     for name in ("status", "times", "delay_ms"):
         if name in values and (isinstance(values[name], bool) or not isinstance(values[name], int)):
             raise ValueError(f"{name} must be an integer")
+    for name in ("reset", "after"):
+        if name in values and not isinstance(values[name], bool):
+            raise ValueError(f"{name} must be true or false")
     if "status" in values and not 100 <= values["status"] <= 599:
         raise ValueError("status must be an HTTP status code")
     if values.get("times", 1) < 1:
         raise ValueError("times must be at least 1 (or null for always)")
     if values.get("delay_ms", 0) < 0:
         raise ValueError("delay_ms must not be negative")
+    if "probability" in values:
+        if not _is_number(values["probability"]) or not 0 <= values["probability"] <= 1:
+            raise ValueError("probability must be a number from 0 to 1")
+        values["probability"] = float(values["probability"])
+    if values.get("after") and not values.get("reset"):
+        raise ValueError("after needs reset: it says when the connection is reset")
+    if values.get("reset") and "status" in values:
+        raise ValueError("a rule either answers a status or resets the connection, not both")
     if "params" in values:
         if not isinstance(values["params"], dict):
             raise ValueError("params must be an object")
@@ -343,13 +396,52 @@ def parse_fault_rule(rule_id: int, document: Any) -> FaultRule:
     return FaultRule(id=rule_id, **values)
 
 
+class LayerRandom:
+    """The layer's one source of randomness (fault probabilities, latency jitter).
+
+    One seedable generator makes a test repeatable: after POST /_layer/seed the
+    same sequence of requests gets the same draws. The lock makes each draw
+    atomic; concurrent requests still draw in whatever order they arrive.
+    """
+
+    def __init__(self, seed: int | str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._seed = seed
+        self._random = random.Random(seed)
+
+    @property
+    def seed_value(self) -> int | str | None:
+        with self._lock:
+            return self._seed
+
+    def reseed(self, seed: int | str | None) -> None:
+        """Restart the sequence; None seeds from the operating system (not repeatable)."""
+        with self._lock:
+            self._seed = seed
+            self._random.seed(seed)
+
+    def chance(self, probability: float) -> bool:
+        """True with the given probability; certain outcomes consume no draw."""
+        if probability >= 1:
+            return True
+        if probability <= 0:
+            return False
+        with self._lock:
+            return self._random.random() < probability
+
+    def uniform(self, low: float, high: float) -> float:
+        with self._lock:
+            return self._random.uniform(low, high)
+
+
 class FaultStore:
     """Thread-safe ordered list of fault rules."""
 
-    def __init__(self) -> None:
+    def __init__(self, rng: LayerRandom) -> None:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self._ids = itertools.count(1)
+        self._rng = rng
 
     def add(self, document: Any) -> FaultRule:
         with self._lock:
@@ -358,10 +450,14 @@ class FaultStore:
             return rule
 
     def take(self, req: AwsRequest) -> FaultRule | None:
-        """First live rule matching ``req``; counting the hit consumes one of its ``times``."""
+        """First live rule matching ``req`` that wins its probability draw.
+
+        Counting the hit consumes one of its ``times``; a rule that loses its
+        draw is not hit, and the next rules get their chance.
+        """
         with self._lock:
             for rule in self._rules:
-                if rule.live() and rule.matches(req):
+                if rule.live() and rule.matches(req) and self._rng.chance(rule.probability):
                     rule.hits += 1
                     return rule
             return None
@@ -392,9 +488,269 @@ class RequestCounter:
         with self._lock:
             return dict(sorted(self._counts.items()))
 
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
     def clear(self) -> None:
         with self._lock:
             self._counts.clear()
+
+
+# --------------------------------------------------------------------------
+# Connection faults
+# --------------------------------------------------------------------------
+
+
+class ConnectionAbort(ConnectionResetError):
+    """Raised out of the WSGI application to drop the connection without an answer.
+
+    werkzeug's dev server treats any ConnectionError from the application as a
+    connection the client dropped: it writes nothing and stops serving that
+    connection, so the only thing the client ever receives is the reset.
+    """
+
+
+def abort_connection(environ: dict[str, Any]) -> NoReturn:
+    """Reset the request's TCP connection instead of answering it.
+
+    SO_LINGER with a zero timeout makes the final close send an RST instead of
+    an orderly FIN. Shutting down the reading side stops werkzeug from waiting
+    for another request on this keep-alive connection (it sees end of input),
+    so the close happens at once; server.py's request handler makes that close
+    abortive (see ``LayerRequestHandler``). Needs werkzeug's dev server, which
+    exposes the client socket as ``environ["werkzeug.socket"]``.
+    """
+    connection = environ.get("werkzeug.socket")
+    if connection is None:
+        raise RuntimeError("connection faults need werkzeug's server (no werkzeug.socket)")
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    try:
+        connection.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass  # the client has already gone: nothing left to reset
+    raise ConnectionAbort("connection reset by an emulator fault rule")
+
+
+# --------------------------------------------------------------------------
+# Latency
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """Added latency of every AWS request: ``ms`` plus or minus a uniform ``jitter_ms``."""
+
+    ms: float = 0.0
+    jitter_ms: float = 0.0
+
+
+def parse_latency(document: Any) -> LatencySettings:
+    """Validate a POST /_layer/latency body."""
+    if not isinstance(document, dict):
+        raise ValueError("body must be a JSON object")
+    unknown = sorted(set(document) - {"ms", "jitter_ms"})
+    if unknown:
+        raise ValueError(f"unknown latency fields: {', '.join(unknown)}")
+    values = {k: document.get(k, 0) for k in ("ms", "jitter_ms")}
+    for name, value in values.items():
+        if not _is_number(value) or value < 0:
+            raise ValueError(f"{name} must be a non-negative number")
+    return LatencySettings(float(values["ms"]), float(values["jitter_ms"]))
+
+
+class Latency:
+    """Sleeps every AWS request for the configured latency, in its own thread.
+
+    Only choosing the duration is done under a lock; the sleep itself holds
+    none, so concurrent requests overlap as they would against a distant
+    endpoint.
+    """
+
+    def __init__(self, rng: LayerRandom, settings: LatencySettings = LatencySettings()) -> None:
+        self._lock = threading.Lock()
+        self._rng = rng
+        self._settings = settings
+
+    @property
+    def settings(self) -> LatencySettings:
+        with self._lock:
+            return self._settings
+
+    def configure(self, settings: LatencySettings) -> None:
+        with self._lock:
+            self._settings = settings
+
+    def wait(self) -> None:
+        settings = self.settings
+        if settings.ms <= 0 and settings.jitter_ms <= 0:
+            return
+        jitter = 0.0
+        if settings.jitter_ms:
+            jitter = self._rng.uniform(-settings.jitter_ms, settings.jitter_ms)
+        time.sleep(max(0.0, settings.ms + jitter) / 1000)
+
+
+# --------------------------------------------------------------------------
+# EC2 request throttling (token buckets)
+# --------------------------------------------------------------------------
+#
+# EC2 throttles each account per region and per class of action with token
+# buckets: every request takes a token, an empty bucket answers 503
+# RequestLimitExceeded, and tokens come back at a steady refill rate.
+# https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html
+
+
+@dataclass(frozen=True)
+class BucketClass:
+    """Size and refill rate (tokens per second) of one class of EC2 actions."""
+
+    capacity: float
+    refill: float
+
+
+DEFAULT_BUCKET_CLASSES = {
+    "ModifyInstanceMetadataOptions": BucketClass(capacity=100.0, refill=5.0),
+    "DescribeInstances": BucketClass(capacity=100.0, refill=20.0),
+    "default": BucketClass(capacity=100.0, refill=20.0),
+}
+
+
+@dataclass(frozen=True)
+class BucketSettings:
+    """Whether EC2 requests are throttled, and the bucket of each action class.
+
+    An action without a class of its own uses the ``default`` class.
+    """
+
+    enabled: bool = False
+    classes: dict[str, BucketClass] = field(default_factory=lambda: dict(DEFAULT_BUCKET_CLASSES))
+
+    def class_of(self, action: str) -> str:
+        return action if action in self.classes else "default"
+
+    def describe(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "classes": {k: asdict(v) for k, v in self.classes.items()}}
+
+
+def parse_bucket_settings(document: Any) -> BucketSettings:
+    """Validate a POST /_layer/buckets body; given classes replace the built-in ones by name."""
+    if not isinstance(document, dict):
+        raise ValueError("body must be a JSON object")
+    unknown = sorted(set(document) - {"enabled", "classes"})
+    if unknown:
+        raise ValueError(f"unknown bucket fields: {', '.join(unknown)}")
+    enabled = document.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError("enabled must be true or false")
+    given = document.get("classes") or {}
+    if not isinstance(given, dict):
+        raise ValueError("classes must be an object of action name to {capacity, refill}")
+    classes = dict(DEFAULT_BUCKET_CLASSES)
+    for name, spec in given.items():
+        if not isinstance(spec, dict) or set(spec) != {"capacity", "refill"}:
+            raise ValueError(f"class {name} must be an object with capacity and refill")
+        if not _is_number(spec["capacity"]) or spec["capacity"] < 1:
+            raise ValueError(f"class {name}: capacity must be a number of at least 1")
+        if not _is_number(spec["refill"]) or spec["refill"] < 0:
+            raise ValueError(f"class {name}: refill must be a non-negative number")
+        classes[name] = BucketClass(float(spec["capacity"]), float(spec["refill"]))
+    return BucketSettings(enabled, classes)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float  # time.monotonic() of the last refill
+
+
+class TokenBuckets:
+    """One token bucket per (account, region, action class), for EC2 requests only.
+
+    Buckets start full and refill continuously:
+    ``tokens = min(capacity, tokens + elapsed * refill)``. New settings start
+    over with full buckets.
+    """
+
+    def __init__(self, settings: BucketSettings = BucketSettings()) -> None:
+        self._lock = threading.Lock()
+        self._settings = settings
+        self._buckets: dict[tuple[str, str, str], _Bucket] = {}
+
+    @property
+    def settings(self) -> BucketSettings:
+        with self._lock:
+            return self._settings
+
+    def configure(self, settings: BucketSettings) -> None:
+        with self._lock:
+            self._settings = settings
+            self._buckets.clear()
+
+    def take(self, req: AwsRequest) -> bool:
+        """Take a token for ``req``; False means it is throttled."""
+        if req.service != "ec2":
+            return True
+        now = time.monotonic()
+        with self._lock:
+            if not self._settings.enabled:
+                return True
+            name = self._settings.class_of(req.action)
+            spec = self._settings.classes[name]
+            key = (req.account, req.region, name)
+            bucket = self._buckets.setdefault(key, _Bucket(spec.capacity, now))
+            bucket.tokens = min(spec.capacity, bucket.tokens + (now - bucket.updated) * spec.refill)
+            bucket.updated = now
+            if bucket.tokens < 1:
+                return False
+            bucket.tokens -= 1
+            return True
+
+
+def throttled_reply(req: AwsRequest) -> Reply:
+    """EC2's answer to a request that found its token bucket empty."""
+    return error_reply(req, 503, "RequestLimitExceeded", "Request limit exceeded.")
+
+
+# --------------------------------------------------------------------------
+# Concurrency statistics
+# --------------------------------------------------------------------------
+
+
+class InFlight:
+    """Number of AWS requests being handled right now, and the most seen at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current = 0
+        self._peak = 0
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        with self._lock:
+            self._current += 1
+            self._peak = max(self._peak, self._current)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._current -= 1
+
+    @property
+    def peak(self) -> int:
+        with self._lock:
+            return self._peak
+
+    def reset_peak(self) -> None:
+        """Start a new measurement; requests still in flight count towards it."""
+        with self._lock:
+            self._peak = self._current
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) this process has used so far, all threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --------------------------------------------------------------------------
@@ -496,6 +852,179 @@ def report_pending_for_running(reply: Reply) -> Reply:
     if reply.status == 200:
         reply.body = reply.body.replace(b"<state>applied</state>", b"<state>pending</state>", 1)
     return reply
+
+
+class PendingMetadataChanges:
+    """Correction 3b: a metadata change on a running instance takes a while to apply.
+
+    AWS reports ``metadataOptions/state`` as ``pending`` in DescribeInstances
+    until the instance has picked the change up; moto applies it at once. With
+    ``seconds`` > 0 the layer marks moto's new MetadataOptions object pending
+    after a successful change and flips it back to ``applied`` at the first EC2
+    request after the delay (lazily: no timer threads). Off (0 s) by default.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds = 0.0
+        # (account, region, instance id) -> (moto MetadataOptions, monotonic deadline)
+        self._pending: dict[tuple[str, str, str], tuple[Any, float]] = {}
+
+    @property
+    def seconds(self) -> float:
+        with self._lock:
+            return self._seconds
+
+    def configure(self, seconds: float) -> None:
+        with self._lock:
+            self._seconds = seconds
+
+    def start(self, req: AwsRequest, instance: Any) -> None:
+        """Mark ``instance``'s (just changed) metadata options pending for ``seconds``."""
+        with self._lock:
+            if self._seconds <= 0:
+                return
+            options = instance.metadata_options
+            options.state = "pending"
+            key = (req.account, req.region, instance.id)
+            self._pending[key] = (options, time.monotonic() + self._seconds)
+
+    def settle(self) -> None:
+        """Report every change whose delay has passed as ``applied``."""
+        now = time.monotonic()
+        with self._lock:
+            for key, (options, deadline) in list(self._pending.items()):
+                if deadline <= now:
+                    options.state = "applied"
+                    del self._pending[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seconds = 0.0
+            self._pending.clear()
+
+
+def parse_pending(document: Any) -> float:
+    """Validate a POST /_layer/pending body; returns the delay in seconds."""
+    if not isinstance(document, dict) or set(document) - {"seconds"}:
+        raise ValueError('body must be {"seconds": N}')
+    seconds = document.get("seconds", 0)
+    if not _is_number(seconds) or seconds < 0:
+        raise ValueError("seconds must be a non-negative number")
+    return float(seconds)
+
+
+# Account-level IMDS defaults: control field -> (XML element, allowed values or None for any).
+METADATA_DEFAULT_FIELDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "http_tokens": ("httpTokens", ("optional", "required", "no-preference")),
+    "http_put_response_hop_limit": ("httpPutResponseHopLimit", None),
+    "http_endpoint": ("httpEndpoint", ("enabled", "disabled")),
+    "instance_metadata_tags": ("instanceMetadataTags", ("enabled", "disabled")),
+    "http_tokens_enforced": ("httpTokensEnforced", ("enabled", "disabled")),
+    "managed_by": ("managedBy", ("account", "declarative-policy")),
+    "managed_exception_message": ("managedExceptionMessage", None),
+}
+
+
+def parse_metadata_defaults(document: Any) -> tuple[str, str, dict[str, Any]]:
+    """Validate a POST /_layer/metadata-defaults body; returns (account, region, settings)."""
+    if not isinstance(document, dict):
+        raise ValueError("body must be a JSON object")
+    unknown = sorted(set(document) - {"account", "region"} - set(METADATA_DEFAULT_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown metadata-defaults fields: {', '.join(unknown)}")
+    account, region = document.get("account"), document.get("region")
+    if not isinstance(account, str) or not isinstance(region, str):
+        raise ValueError("account and region are required strings")
+    settings = {k: v for k, v in document.items() if k in METADATA_DEFAULT_FIELDS and v is not None}
+    for name, value in settings.items():
+        allowed = METADATA_DEFAULT_FIELDS[name][1]
+        if name == "http_put_response_hop_limit":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+                raise ValueError("http_put_response_hop_limit must be an integer from 1 to 64")
+        elif not isinstance(value, str) or (allowed is not None and value not in allowed):
+            expected = f"one of {', '.join(allowed)}" if allowed else "a string"
+            raise ValueError(f"{name} must be {expected}")
+    return account, region, settings
+
+
+class MetadataDefaults:
+    """Correction 9: account-level IMDS defaults per (account, region).
+
+    moto has no GetInstanceMetadataDefaults. The layer answers it from
+    settings made through the control API (none by default: an empty
+    ``<accountLevel/>``, as for an account that never set any), and enforces
+    the two settings that forbid IMDSv1 on ModifyInstanceMetadataOptions.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settings: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def set(self, account: str, region: str, settings: dict[str, Any]) -> None:
+        """Replace the defaults of (account, region); empty settings forget them."""
+        with self._lock:
+            self._settings[(account, region)] = dict(settings)
+
+    def get(self, account: str, region: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._settings.get((account, region), {}))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {"account": account, "region": region, **settings}
+                for (account, region), settings in sorted(self._settings.items())
+            ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._settings.clear()
+
+
+def metadata_defaults_reply(req: AwsRequest, settings: dict[str, Any]) -> Reply:
+    """GetInstanceMetadataDefaults as AWS answers it; unset fields are left out."""
+    if is_true(req.params.get("DryRun")):
+        return dry_run_reply(req)
+    fields = "".join(
+        f"<{element}>{escape(str(settings[name]))}</{element}>"
+        for name, (element, _) in METADATA_DEFAULT_FIELDS.items()
+        if name in settings
+    )
+    account_level = f"<accountLevel>{fields}</accountLevel>" if fields else "<accountLevel/>"
+    request_id = str(uuid.uuid4())
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<GetInstanceMetadataDefaultsResponse xmlns="{EC2_NAMESPACE}">'
+        f"<requestId>{request_id}</requestId>{account_level}</GetInstanceMetadataDefaultsResponse>"
+    )
+    headers = [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-requestid", request_id)]
+    return Reply(200, headers, body.encode("utf-8"))
+
+
+def refuse_optional_tokens_when_enforced(req: AwsRequest, settings: dict[str, Any]) -> Reply | None:
+    """Refuse HttpTokens=optional where IMDSv2 is enforced, as AWS does; nothing changes.
+
+    Enforcement comes from HttpTokensEnforced=enabled or from a declarative
+    policy managing the defaults (whose custom message, if any, is quoted).
+    """
+    if req.params.get("HttpTokens") != "optional":
+        return None
+    where = f"account {req.account} in {req.region}"
+    if settings.get("managed_by") == "declarative-policy":
+        custom = settings.get("managed_exception_message")
+        message = (
+            f"HttpTokens=optional is not allowed: IMDSv2 is required by a declarative policy "
+            f"for {where}." + (f" {custom}" if custom else "")
+        )
+    elif settings.get("http_tokens_enforced") == "enabled":
+        message = (
+            f"HttpTokens=optional is not allowed: IMDSv2 enforcement (HttpTokensEnforced) "
+            f"is enabled for {where}."
+        )
+    else:
+        return None
+    return error_reply(req, 400, "InvalidParameterValue", message)
 
 
 def _region_filters(params: dict[str, str]) -> dict[str, set[str]]:
@@ -644,15 +1173,45 @@ def reset_moto() -> None:
     forget_organization_memberships()
 
 
-class EmulatorLayer:
-    """WSGI application: control endpoint, fault injection and corrections around moto."""
+@dataclass(frozen=True)
+class StartupSwitches:
+    """Latency and throttling the server starts with, and POST /_layer/reset returns to.
 
-    def __init__(self, app: Callable[..., Iterable[bytes]] | None = None, verbose: bool = False):
+    Off unless server.py was given ``--latency-ms``/``--jitter-ms``/``--buckets``.
+    """
+
+    latency: LatencySettings = LatencySettings()
+    buckets: BucketSettings = BucketSettings()
+
+
+class EmulatorLayer:
+    """WSGI application: control endpoint, fault injection and corrections around moto.
+
+    An AWS request goes through these steps, in order (see ``handle_aws``):
+    counted; added latency; EC2 token bucket (an empty one answers 503 without
+    reaching the rest, like AWS's front door); fault rules; corrections and moto.
+    """
+
+    def __init__(
+        self,
+        app: Callable[..., Iterable[bytes]] | None = None,
+        verbose: bool = False,
+        startup: StartupSwitches = StartupSwitches(),
+    ):
         self.app = app or DomainDispatcherApplication(create_backend_app)
         self.verbose = verbose
-        self.faults = FaultStore()
+        self.startup = startup
+        self.rng = LayerRandom()
+        self.faults = FaultStore(self.rng)
         self.counts = RequestCounter()
+        self.throttled = RequestCounter()
+        self.faulted = RequestCounter()
+        self.in_flight = InFlight()
         self.opt_ins = RegionOptIns()
+        self.latency = Latency(self.rng, startup.latency)
+        self.buckets = TokenBuckets(startup.buckets)
+        self.pending = PendingMetadataChanges()
+        self.metadata_defaults = MetadataDefaults()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith(CONTROL_PREFIX):
@@ -665,18 +1224,35 @@ class EmulatorLayer:
                 forget_organization_memberships()
                 return reply.send(start_response)
             return self.app(environ, start_response)
-        return self.handle_aws(req, environ, body).send(start_response)
+        with self.in_flight.track():
+            reply = self.handle_aws(req, environ, body)
+        return reply.send(start_response)
 
     # -- AWS requests ------------------------------------------------------
 
     def handle_aws(self, req: AwsRequest, environ: dict[str, Any], body: bytes) -> Reply:
+        """Answer ``req``; raises ConnectionAbort when a fault rule resets the connection."""
         self.counts.add(req.counter_key)
+        self.latency.wait()
+        if not self.buckets.take(req):
+            self.throttled.add(req.counter_key)
+            return throttled_reply(req)
         rule = self.faults.take(req)
         if rule is not None:
+            self.faulted.add(req.counter_key)
             if rule.delay_ms:
                 time.sleep(rule.delay_ms / 1000)
+            if rule.reset and not rule.after:
+                abort_connection(environ)
             if rule.status is not None:
                 return error_reply(req, rule.status, rule.code, rule.message)
+        reply = self.answer_safely(req, environ, body)
+        if rule is not None and rule.reset:
+            abort_connection(environ)  # "after": moto has made the change; the answer is lost
+        return reply
+
+    def answer_safely(self, req: AwsRequest, environ: dict[str, Any], body: bytes) -> Reply:
+        """``answer``, with any moto crash turned into a visible AWS error."""
         try:
             return self.answer(req, environ, body)
         except Exception as exc:  # noqa: BLE001 - any moto crash becomes a visible AWS error
@@ -686,22 +1262,41 @@ class EmulatorLayer:
 
     def answer(self, req: AwsRequest, environ: dict[str, Any], body: bytes) -> Reply:
         """Apply the corrections that concern ``req``, forwarding to moto where needed."""
-        if req.service == "ec2" and req.action == "DescribeRegions":
-            return describe_regions(req, self.opt_ins)
-        if req.service == "ec2" and req.action == "ModifyInstanceMetadataOptions":
-            dry_run = dry_run_modify_metadata_options(req)
-            if dry_run is not None:
-                return dry_run
-            instance = find_instance(req)
-            if instance is None:
-                return self.forward(environ)
-            was_running = instance.state == "running"
-            replace_body(environ, fill_unsent_metadata_options(instance, body))
-            reply = self.forward(environ)
-            return report_pending_for_running(reply) if was_running else reply
+        if req.service == "ec2":
+            self.pending.settle()
+            if req.action == "DescribeRegions":
+                return describe_regions(req, self.opt_ins)
+            if req.action == "GetInstanceMetadataDefaults":
+                return metadata_defaults_reply(req, self.metadata_defaults.get(req.account, req.region))
+            if req.action == "ModifyInstanceMetadataOptions":
+                return self.answer_modify_metadata_options(req, environ, body)
         if req.service == "organizations" and req.action in ORGANIZATIONS_ADMIN_READS:
             return self.answer_organization_read(req, environ)
         return self.forward(environ)
+
+    def answer_modify_metadata_options(
+        self, req: AwsRequest, environ: dict[str, Any], body: bytes
+    ) -> Reply:
+        """ModifyInstanceMetadataOptions with corrections 1, 2, 3, 3b and 9."""
+        settings = self.metadata_defaults.get(req.account, req.region)
+        # A refused change fails even as a dry run: it would not have succeeded.
+        early = (
+            refuse_optional_tokens_when_enforced(req, settings)
+            or dry_run_modify_metadata_options(req)
+        )
+        if early is not None:
+            return early
+        instance = find_instance(req)
+        if instance is None:
+            return self.forward(environ)
+        was_running = instance.state == "running"
+        replace_body(environ, fill_unsent_metadata_options(instance, body))
+        reply = self.forward(environ)
+        if not was_running:
+            return reply
+        if reply.status == 200:
+            self.pending.start(req, instance)
+        return report_pending_for_running(reply)
 
     def answer_organization_read(self, req: AwsRequest, environ: dict[str, Any]) -> Reply:
         """Answer a read of the organization as AWS would for the calling account."""
@@ -742,8 +1337,19 @@ class EmulatorLayer:
             ("faults", "DELETE"): lambda _: json_reply(200, {"cleared": self.faults.clear()}),
             ("requests", "GET"): lambda _: json_reply(200, {"counts": self.counts.snapshot()}),
             ("requests", "DELETE"): self._clear_counts,
+            ("stats", "GET"): lambda _: json_reply(200, self.stats()),
             ("regions", "POST"): self._set_region,
             ("regions", "GET"): lambda _: json_reply(200, self.opt_ins.overrides()),
+            ("seed", "POST"): self._set_seed,
+            ("seed", "GET"): lambda _: json_reply(200, {"seed": self.rng.seed_value}),
+            ("pending", "POST"): self._set_pending,
+            ("pending", "GET"): lambda _: json_reply(200, {"seconds": self.pending.seconds}),
+            ("metadata-defaults", "POST"): self._set_metadata_defaults,
+            ("metadata-defaults", "GET"): lambda _: json_reply(200, self.metadata_defaults.snapshot()),
+            ("latency", "POST"): self._set_latency,
+            ("latency", "GET"): lambda _: json_reply(200, asdict(self.latency.settings)),
+            ("buckets", "POST"): self._set_buckets,
+            ("buckets", "GET"): lambda _: json_reply(200, self.buckets.settings.describe()),
             ("reset", "POST"): self._reset,
         }
         handler = routes.get((path, method))
@@ -761,12 +1367,34 @@ class EmulatorLayer:
         except ValueError as exc:
             return json_reply(400, {"error": str(exc)})
 
+    def stats(self) -> dict[str, Any]:
+        """GET /_layer/stats: request counts, throttled and faulted requests, load figures.
+
+        ``faulted`` counts the requests a fault rule took (its ``hits``: error,
+        reset, delay or mere probe); ``cpu_seconds`` is this whole process's
+        CPU time, so in-process (pytest) it includes the test code too.
+        """
+        return {
+            "counts": self.counts.snapshot(),
+            "throttled": self.throttled.snapshot(),
+            "faulted": self.faulted.total(),
+            "cpu_seconds": cpu_seconds(),
+            "in_flight_peak": self.in_flight.peak,
+        }
+
     def _add_fault(self, document: Any) -> Reply:
         return json_reply(200, {"id": self.faults.add(document).id})
 
     def _clear_counts(self, _: Any) -> Reply:
-        self.counts.clear()
+        self.clear_stats()
         return json_reply(200, {"counts": {}})
+
+    def clear_stats(self) -> None:
+        """Start counting afresh (CPU time excepted: it is the process's, cumulative)."""
+        self.counts.clear()
+        self.throttled.clear()
+        self.faulted.clear()
+        self.in_flight.reset_peak()
 
     def _set_region(self, document: Any) -> Reply:
         if not isinstance(document, dict):
@@ -778,9 +1406,40 @@ class EmulatorLayer:
         self.opt_ins.set(str(account), region, status)
         return json_reply(200, {"account": account, "region": region, "opt_in_status": status})
 
+    def _set_seed(self, document: Any) -> Reply:
+        if not isinstance(document, dict) or set(document) != {"seed"}:
+            raise ValueError('body must be {"seed": N}')
+        seed = document["seed"]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, str))):
+            raise ValueError("seed must be an integer, a string or null")
+        self.rng.reseed(seed)
+        return json_reply(200, {"seed": seed})
+
+    def _set_pending(self, document: Any) -> Reply:
+        self.pending.configure(parse_pending(document))
+        return json_reply(200, {"seconds": self.pending.seconds})
+
+    def _set_metadata_defaults(self, document: Any) -> Reply:
+        account, region, settings = parse_metadata_defaults(document)
+        self.metadata_defaults.set(account, region, settings)
+        return json_reply(200, {"account": account, "region": region, **settings})
+
+    def _set_latency(self, document: Any) -> Reply:
+        self.latency.configure(parse_latency(document))
+        return json_reply(200, asdict(self.latency.settings))
+
+    def _set_buckets(self, document: Any) -> Reply:
+        self.buckets.configure(parse_bucket_settings(document))
+        return json_reply(200, self.buckets.settings.describe())
+
     def _reset(self, _: Any) -> Reply:
         self.faults.clear()
-        self.counts.clear()
+        self.clear_stats()
         self.opt_ins.clear()
+        self.pending.clear()
+        self.metadata_defaults.clear()
+        self.latency.configure(self.startup.latency)
+        self.buckets.configure(self.startup.buckets)
+        self.rng.reseed(None)
         reset_moto()
         return json_reply(200, {"status": "ok"})

@@ -6,6 +6,9 @@ hand-typing dozens of CLI calls. Seeding goes through boto3 rather than moto's
 internals, so it exercises the same HTTP path as the tool itself.
 
     python seed.py --endpoint http://127.0.0.1:PORT --scenario org-demo
+    python seed.py --endpoint http://127.0.0.1:PORT --scenario bench-wide --scale 0.1
+
+It prints one line: a summary of what was created and how long it took.
 
 Scenarios:
 
@@ -14,19 +17,35 @@ Scenarios:
   active member accounts and a closed one, and 15 instances spread over the
   management and member accounts. Member instances are created through
   ``sts:AssumeRole`` into ``OrganizationAccountAccessRole``, as imds-sweep
-  itself reaches member accounts.
+  itself reaches member accounts;
+* ``bench-wide``, ``bench-deep``, ``bench-many``: uniform fleets for
+  benchmarks (see ``BENCH_SHAPES``), launched 50 instances per RunInstances
+  call. ``--scale`` multiplies their instances per account and region (at
+  least 2 remain), e.g. ``--scale 0.1`` for a quick check.
 
-Add a scenario by writing a ``def seed_x(endpoint) -> str`` function (returning
-a one-line summary) and registering it in ``SCENARIOS``.
+Order: seed first, then switch latency or throttling on. Seeding thousands
+of instances through added latency or EC2 token buckets would be slow or
+throttled, so seed.py suspends both while it runs (and restores them after),
+including when the server was started with ``--latency-ms`` or ``--buckets``.
+The seeding requests do appear in ``/_layer/requests`` and ``/_layer/stats``:
+clear them (``DELETE /_layer/requests``) before measuring.
+
+Add a fixed scenario by writing a ``def seed_x(endpoint) -> str`` function
+(returning a one-line summary) and registering it with ``fixed`` in
+``SCENARIOS``; a scalable one takes ``(endpoint, scale)``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+import urllib.request
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import boto3
 
@@ -252,9 +271,143 @@ def seed_org_demo(endpoint: str) -> str:
     )
 
 
-SCENARIOS: dict[str, Callable[[str], str]] = {
-    "demo": seed_demo,
-    "org-demo": seed_org_demo,
+# --------------------------------------------------------------------------
+# bench-*: large uniform fleets for benchmarks
+# --------------------------------------------------------------------------
+
+BATCH_SIZE = 50  # instances per RunInstances call (MinCount = MaxCount)
+MIN_PER_REGION = 2  # so that even a tiny scale keeps one optional and one required instance
+
+
+@dataclass(frozen=True)
+class BenchShape:
+    """The fleet of a benchmark scenario, before scaling."""
+
+    members: int  # member accounts to create in a new organization; 0 = no organization
+    regions: tuple[str, ...]
+    per_region: int  # instances per account and region
+    optional_share: float  # fraction of them launched with HttpTokens=optional
+
+    def scaled_per_region(self, scale: float) -> int:
+        return max(MIN_PER_REGION, round(self.per_region * scale))
+
+
+BENCH_SHAPES = {
+    # Many accounts and regions: the tool's fan-out and discovery dominate.
+    "bench-wide": BenchShape(20, ("us-east-1", "eu-west-1", "ap-southeast-2"), 100, 0.5),
+    # One big region of one account (the management account, no organization).
+    "bench-deep": BenchShape(0, ("us-east-1",), 300, 1.0),
+    # Many small accounts: per-account overhead (AssumeRole, discovery) dominates.
+    "bench-many": BenchShape(12, ("us-east-1", "eu-west-1"), 10, 0.5),
+}
+
+
+def launch_batch(ec2: Any, count: int, tokens: str) -> None:
+    """Launch ``count`` running instances with ``tokens``, BATCH_SIZE per call."""
+    for offset in range(0, count, BATCH_SIZE):
+        size = min(BATCH_SIZE, count - offset)
+        ec2.run_instances(
+            ImageId=IMAGE_ID,
+            InstanceType="t3.micro",
+            MinCount=size,
+            MaxCount=size,
+            MetadataOptions={"HttpTokens": tokens},
+            TagSpecifications=[{
+                "ResourceType": "instance",
+                "Tags": [{"Key": "Name", "Value": f"bench-{tokens}"}],
+            }],
+        )
+
+
+def launch_bench_fleet(
+    endpoint: str, shape: BenchShape, per_region: int, credentials: Credentials
+) -> int:
+    """Fill every region of ``shape`` in the credentials' account; returns the optional count."""
+    optional = int(per_region * shape.optional_share)
+    for region in shape.regions:
+        ec2 = aws_client("ec2", endpoint, region, credentials)
+        launch_batch(ec2, optional, "optional")
+        launch_batch(ec2, per_region - optional, "required")
+    return optional * len(shape.regions)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def seed_bench(name: str, endpoint: str, scale: float) -> str:
+    """Seed the benchmark scenario ``name`` at ``scale``; returns its summary."""
+    shape = BENCH_SHAPES[name]
+    per_region = shape.scaled_per_region(scale)
+    accounts: list[Credentials] = []
+    org_text = "no organization, the management account only"
+    if shape.members:
+        organizations = aws_client("organizations", endpoint, ORGANIZATIONS_REGION)
+        organization = organizations.create_organization(FeatureSet="ALL")["Organization"]
+        for index in range(1, shape.members + 1):
+            member = f"bench-member-{index:02d}"
+            status = organizations.create_account(AccountName=member, Email=f"{member}@example.com")
+            accounts.append(member_credentials(endpoint, status["CreateAccountStatus"]["AccountId"]))
+        org_text = f"organization {organization['Id']} with {shape.members} member accounts"
+    else:
+        accounts.append(DEMO_CREDENTIALS)
+    optional = sum(launch_bench_fleet(endpoint, shape, per_region, c) for c in accounts)
+    total = per_region * len(shape.regions) * len(accounts)
+    return (
+        f"seeded scenario {name} (scale {scale:g}): {org_text}; {total} instances "
+        f"({per_region} per account and region) in {plural(len(shape.regions), 'region')} "
+        f"({', '.join(shape.regions)}); {optional} with HttpTokens=optional"
+    )
+
+
+# --------------------------------------------------------------------------
+# Suspending latency and throttling while seeding
+# --------------------------------------------------------------------------
+
+
+def control_call(endpoint: str, method: str, path: str, body: Any = None) -> Any:
+    """Call the emulator's control API; returns the decoded JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{endpoint}/_layer/{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@contextmanager
+def switches_suspended(endpoint: str) -> Iterator[None]:
+    """Seed at full speed: switch latency and throttling off, then back as they were."""
+    latency = control_call(endpoint, "GET", "latency")
+    buckets = control_call(endpoint, "GET", "buckets")
+    control_call(endpoint, "POST", "latency", {"ms": 0, "jitter_ms": 0})
+    control_call(endpoint, "POST", "buckets", {"enabled": False})
+    try:
+        yield
+    finally:
+        control_call(endpoint, "POST", "latency", latency)
+        control_call(endpoint, "POST", "buckets", buckets)  # buckets start over full
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+Scenario = Callable[[str, float], str]
+
+
+def fixed(seed: Callable[[str], str]) -> Scenario:
+    """Adapt a scenario that cannot be scaled to the (endpoint, scale) signature."""
+    return lambda endpoint, _scale: seed(endpoint)
+
+
+def bench(name: str) -> Scenario:
+    return lambda endpoint, scale: seed_bench(name, endpoint, scale)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "demo": fixed(seed_demo),
+    "org-demo": fixed(seed_org_demo),
+    **{name: bench(name) for name in BENCH_SHAPES},
 }
 
 
@@ -262,8 +415,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", required=True, help="emulator URL, e.g. http://127.0.0.1:5000")
     parser.add_argument("--scenario", default="demo", choices=sorted(SCENARIOS))
+    parser.add_argument(
+        "--scale", type=float, default=1.0,
+        help="multiply the instances per account and region of a bench-* scenario (at least 2 remain)",
+    )
     args = parser.parse_args(argv)
-    print(SCENARIOS[args.scenario](args.endpoint))
+    if args.scale <= 0:
+        parser.error("--scale must be positive")
+    if args.scale != 1.0 and args.scenario not in BENCH_SHAPES:
+        parser.error(f"--scale applies to the bench-* scenarios only, not {args.scenario}")
+    started = time.monotonic()
+    with switches_suspended(args.endpoint):
+        summary = SCENARIOS[args.scenario](args.endpoint, args.scale)
+    print(f"{summary}; took {time.monotonic() - started:.1f}s")
     return 0
 
 

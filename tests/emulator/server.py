@@ -11,7 +11,10 @@ and never outlives the caller. Hence the protocol:
   ``--ignore-stdin`` disables the EOF rule for a server started with a
   closed or ``/dev/null`` stdin;
 * nothing else is written to stdout; werkzeug's request log goes to stderr
-  only with ``--verbose``.
+  only with ``--verbose``;
+* ``--latency-ms N [--jitter-ms M]`` and ``--buckets`` start the server with
+  added latency and EC2 request throttling switched on (they are what
+  ``POST /_layer/reset`` returns to); seed.py suspends them while seeding.
 
 ``EmulatorServer`` runs the same server on a background thread, for pytest.
 """
@@ -25,13 +28,20 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
 # Allow `python tests/emulator/server.py` from any working directory.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from layer import EmulatorLayer  # noqa: E402
+from layer import (  # noqa: E402
+    BucketSettings,
+    ConnectionAbort,
+    EmulatorLayer,
+    LatencySettings,
+    StartupSwitches,
+)
 from moto.server import MotoRequestHandler  # noqa: E402
 
 
@@ -44,12 +54,40 @@ def configure_logging(verbose: bool) -> None:
         logger.addHandler(logging.StreamHandler(sys.stderr))
 
 
-def build_server(host: str, port: int, verbose: bool = False) -> tuple[BaseWSGIServer, EmulatorLayer]:
+class LayerRequestHandler(MotoRequestHandler):
+    """moto's request handler, plus abortive closes for the layer's connection faults.
+
+    When the layer raises ConnectionAbort (see ``layer.abort_connection``, which
+    already set SO_LINGER to 0), werkzeug writes nothing and calls
+    ``connection_dropped``. socketserver would then shut the socket down for
+    writing before closing it, which sends a FIN ahead of the RST; closing the
+    socket here first makes the client see a bare connection reset.
+    """
+
+    _aborted = False
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        if isinstance(error, ConnectionAbort):
+            self._aborted = True
+            self.close_connection = True  # never wait for another request on it
+        super().connection_dropped(error, environ)
+
+    def finish(self) -> None:
+        super().finish()
+        if self._aborted:
+            # rfile/wfile are closed now, so this really closes the descriptor (RST).
+            # socketserver's own shutdown/close afterwards meet a closed socket and pass.
+            self.connection.close()
+
+
+def build_server(
+    host: str, port: int, verbose: bool = False, startup: StartupSwitches = StartupSwitches()
+) -> tuple[BaseWSGIServer, EmulatorLayer]:
     """Bind a threaded werkzeug server running the layer (not yet serving)."""
     configure_logging(verbose)
-    layer = EmulatorLayer(verbose=verbose)
+    layer = EmulatorLayer(verbose=verbose, startup=startup)
     # MotoRequestHandler keeps headers with underscores, as moto's own server does.
-    server = make_server(host, port, layer, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(host, port, layer, threaded=True, request_handler=LayerRequestHandler)
     return server, layer
 
 
@@ -60,8 +98,11 @@ def url_of(host: str, server: BaseWSGIServer) -> str:
 class EmulatorServer:
     """The emulator on a background thread of the current process (used by pytest)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
-        self.server, self.layer = build_server(host, port, verbose)
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, verbose: bool = False,
+        startup: StartupSwitches = StartupSwitches(),
+    ):
+        self.server, self.layer = build_server(host, port, verbose, startup)
         self.url = url_of(host, self.server)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -101,12 +142,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ignore-stdin", action="store_true", help="keep serving when stdin reaches EOF"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added latency of every AWS request (ms)"
+    )
+    parser.add_argument(
+        "--jitter-ms", type=float, default=0.0, help="uniform +/- jitter of that latency (ms)"
+    )
+    parser.add_argument(
+        "--buckets", action="store_true", help="throttle EC2 requests with AWS-like token buckets"
+    )
+    args = parser.parse_args(argv)
+    if args.latency_ms < 0 or args.jitter_ms < 0:
+        parser.error("--latency-ms and --jitter-ms must not be negative")
+    return args
+
+
+def startup_switches(args: argparse.Namespace) -> StartupSwitches:
+    """The latency and throttling the command line asks for."""
+    return StartupSwitches(
+        latency=LatencySettings(args.latency_ms, args.jitter_ms),
+        buckets=BucketSettings(enabled=args.buckets),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    server, _ = build_server(args.host, args.port, args.verbose)
+    server, _ = build_server(args.host, args.port, args.verbose, startup_switches(args))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

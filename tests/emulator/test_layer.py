@@ -7,13 +7,14 @@ change that breaks one fails here rather than as a confusing Rust test failure.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import urllib.request
 from typing import Any, Callable
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError
 
 IMAGE_ID = "ami-12c6146b"
 DEFAULT_ACCOUNT = "123456789012"
@@ -580,6 +581,11 @@ def test_reset_clears_everything(client, control):
     ({"status": 403, "times": 0}, "times must be at least 1"),
     ({"status": 403, "params": ["InstanceId"]}, "params must be an object"),
     ([1, 2], "JSON object"),
+    ({"status": 403, "probability": 1.5}, "probability must be a number from 0 to 1"),
+    ({"status": 403, "probability": True}, "probability must be a number from 0 to 1"),
+    ({"reset": "yes"}, "reset must be true or false"),
+    ({"after": True}, "after needs reset"),
+    ({"reset": True, "status": 500}, "not both"),
 ])
 def test_invalid_fault_rules_are_rejected(control, rule, fragment):
     status, body = control("POST", "/_layer/faults", rule)
@@ -596,3 +602,337 @@ def test_unsigned_requests_pass_through_to_moto(emulator):
     request = urllib.request.Request(emulator.url + "/moto-api/reset", data=b"", method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+
+
+# --------------------------------------------------------------------------
+# Probabilistic faults and connection resets
+# --------------------------------------------------------------------------
+
+
+def fault_pattern(client, control, seed: int, calls: int = 20) -> list[bool]:
+    """Which of ``calls`` DescribeInstances a 30 % rule fails, after seeding the layer."""
+    control("DELETE", "/_layer/faults")
+    assert control("POST", "/_layer/seed", {"seed": seed}) == (200, {"seed": seed})
+    control("POST", "/_layer/faults", {
+        "action": "DescribeInstances", "status": 503, "code": "Unavailable", "probability": 0.3,
+    })
+    ec2 = client("ec2")
+    pattern = []
+    for _ in range(calls):
+        try:
+            ec2.describe_instances()
+            pattern.append(False)
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "Unavailable"
+            pattern.append(True)
+    return pattern
+
+
+def test_probability_with_fixed_seed_is_reproducible(client, control):
+    first = fault_pattern(client, control, seed=42)
+    second = fault_pattern(client, control, seed=42)
+
+    assert first == second
+    # One draw per matching request, from random.Random(seed): the subset is predictable.
+    draws = random.Random(42)
+    assert first == [draws.random() < 0.3 for _ in first]
+    assert 0 < sum(first) < len(first)
+    assert control("GET", "/_layer/faults")[1][0]["hits"] == sum(second)  # misses are not hits
+
+
+def test_probability_miss_falls_through_to_later_rules(client, control):
+    control("POST", "/_layer/faults", {
+        "service": "ec2", "status": 400, "code": "Never", "probability": 0,
+    })
+    control("POST", "/_layer/faults", {"service": "ec2", "status": 400, "code": "Second", "times": 1})
+    ec2 = client("ec2")
+    with pytest.raises(ClientError) as excinfo:
+        ec2.describe_instances()
+    assert error_of(excinfo)[1] == "Second"
+    ec2.describe_instances()  # the 0 % rule still never applies
+    assert [rule["hits"] for rule in control("GET", "/_layer/faults")[1]] == [0, 1]
+
+
+def test_reset_fault_drops_the_connection_before_moto(client, control):
+    ec2 = client("ec2")
+    instance_id = launch(ec2, HttpTokens="optional")
+    control("POST", "/_layer/faults", {
+        "action": "ModifyInstanceMetadataOptions", "reset": True, "times": 1,
+    })
+
+    with pytest.raises(ConnectionClosedError) as excinfo:
+        ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required")
+
+    # An RST, not an orderly close (which urllib3 would report as RemoteDisconnected).
+    assert "ConnectionResetError" in repr(excinfo.value.kwargs.get("error"))
+    assert metadata_of(ec2, instance_id)["HttpTokens"] == "optional"
+    # Only that one request was faulted; the next one goes through.
+    ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required")
+    assert metadata_of(ec2, instance_id)["HttpTokens"] == "required"
+
+
+def test_reset_after_makes_the_change_but_loses_the_answer(client, control):
+    ec2 = client("ec2")
+    instance_id = launch(ec2, HttpTokens="optional")
+    control("POST", "/_layer/faults", {
+        "action": "ModifyInstanceMetadataOptions", "reset": True, "after": True,
+    })
+
+    with pytest.raises(ConnectionClosedError):
+        ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required")
+
+    assert metadata_of(ec2, instance_id)["HttpTokens"] == "required"
+    assert control("GET", "/_layer/stats")[1]["faulted"] == 1
+
+
+# --------------------------------------------------------------------------
+# Metadata changes that take time
+# --------------------------------------------------------------------------
+
+
+def test_change_is_pending_for_the_configured_time_then_applied(client, control):
+    ec2 = client("ec2")
+    instance_id = launch(ec2)
+    ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required")
+    assert metadata_of(ec2, instance_id)["State"] == "applied"  # off by default
+
+    assert control("POST", "/_layer/pending", {"seconds": 0.5}) == (200, {"seconds": 0.5})
+    ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="optional")
+
+    pending = metadata_of(ec2, instance_id)
+    assert (pending["State"], pending["HttpTokens"]) == ("pending", "optional")
+    time.sleep(0.6)
+    applied = metadata_of(ec2, instance_id)
+    assert (applied["State"], applied["HttpTokens"]) == ("applied", "optional")
+
+
+def test_change_on_stopped_instance_is_never_pending(client, control):
+    ec2 = client("ec2")
+    instance_id = launch(ec2)
+    ec2.stop_instances(InstanceIds=[instance_id])
+    control("POST", "/_layer/pending", {"seconds": 5})
+
+    answer = ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required")
+
+    assert answer["InstanceMetadataOptions"]["State"] == "applied"
+    assert metadata_of(ec2, instance_id)["State"] == "applied"
+
+
+# --------------------------------------------------------------------------
+# Account-level IMDS defaults
+# --------------------------------------------------------------------------
+
+
+def test_metadata_defaults_are_empty_until_set(client, control):
+    ec2 = client("ec2")
+    assert ec2.get_instance_metadata_defaults()["AccountLevel"] == {}
+
+    status, _ = control("POST", "/_layer/metadata-defaults", {
+        "account": DEFAULT_ACCOUNT, "region": "eu-west-1", "http_tokens": "required",
+        "http_tokens_enforced": "enabled", "managed_by": "declarative-policy",
+        "managed_exception_message": "IMDSv2 is mandated by policy",
+    })
+
+    assert status == 200
+    assert ec2.get_instance_metadata_defaults()["AccountLevel"] == {
+        "HttpTokens": "required",
+        "HttpTokensEnforced": "enabled",
+        "ManagedBy": "declarative-policy",
+        "ManagedExceptionMessage": "IMDSv2 is mandated by policy",
+    }
+    # Per account and region: another region of the same account is untouched.
+    assert client("ec2", "us-east-1").get_instance_metadata_defaults()["AccountLevel"] == {}
+    assert control("GET", "/_layer/metadata-defaults")[1][0]["region"] == "eu-west-1"
+
+
+@pytest.mark.parametrize("defaults, fragment", [
+    ({"http_tokens_enforced": "enabled"}, "HttpTokensEnforced"),
+    ({"managed_by": "declarative-policy", "managed_exception_message": "Ask the CCoE."},
+     "declarative policy"),
+])
+def test_enforced_defaults_refuse_optional_tokens(client, control, defaults, fragment):
+    ec2 = client("ec2")
+    instance_id = launch(ec2, HttpTokens="required")
+    control("POST", "/_layer/metadata-defaults", {
+        "account": DEFAULT_ACCOUNT, "region": "eu-west-1", **defaults,
+    })
+
+    with pytest.raises(ClientError) as excinfo:
+        ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="optional")
+
+    status, code, message = error_of(excinfo)
+    assert (status, code) == (400, "InvalidParameterValue")
+    assert fragment in message
+    assert defaults.get("managed_exception_message", "") in message
+    assert metadata_of(ec2, instance_id)["HttpTokens"] == "required"
+    # Requiring IMDSv2 is still allowed.
+    ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required")
+
+
+def test_metadata_defaults_reject_unknown_values(control):
+    status, body = control("POST", "/_layer/metadata-defaults", {
+        "account": DEFAULT_ACCOUNT, "region": "eu-west-1", "http_tokens_enforced": "on",
+    })
+    assert status == 400 and "http_tokens_enforced must be one of" in body["error"]
+
+
+# --------------------------------------------------------------------------
+# Latency
+# --------------------------------------------------------------------------
+
+
+def test_latency_delays_requests_that_overlap(client, control):
+    assert control("POST", "/_layer/latency", {"ms": 300}) == (200, {"ms": 300.0, "jitter_ms": 0.0})
+    clients = [client("ec2"), client("ec2", "us-east-1")]
+    durations: list[float] = []
+
+    def call(ec2: Any) -> None:
+        started = time.monotonic()
+        ec2.describe_instances()
+        durations.append(time.monotonic() - started)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=call, args=(ec2,)) for ec2 in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+
+    assert min(durations) >= 0.3
+    assert elapsed < 0.55  # in sequence they would take at least 0.6 s
+    assert control("GET", "/_layer/stats")[1]["in_flight_peak"] == 2
+
+
+def test_latency_jitter_stays_within_bounds(client, control):
+    control("POST", "/_layer/latency", {"ms": 100, "jitter_ms": 50})
+    sts = client("sts", "us-east-1")
+    for _ in range(3):
+        started = time.monotonic()
+        sts.get_caller_identity()
+        assert 0.05 <= time.monotonic() - started < 0.3
+
+
+@pytest.mark.parametrize("body", [{"ms": -1}, {"ms": "50"}, {"ms": 50, "jitter": 10}, [50]])
+def test_invalid_latency_is_rejected(control, body):
+    assert control("POST", "/_layer/latency", body)[0] == 400
+    assert control("GET", "/_layer/latency")[1] == {"ms": 0.0, "jitter_ms": 0.0}
+
+
+# --------------------------------------------------------------------------
+# EC2 token buckets
+# --------------------------------------------------------------------------
+
+
+def throttled_calls(call: Callable[[], Any], attempts: int) -> list[bool]:
+    """Run ``call`` ``attempts`` times; True where it was throttled."""
+    outcome = []
+    for _ in range(attempts):
+        try:
+            call()
+            outcome.append(False)
+        except ClientError as error:
+            status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+            assert (status, error.response["Error"]["Code"]) == (503, "RequestLimitExceeded")
+            assert error.response["Error"]["Message"] == "Request limit exceeded."
+            outcome.append(True)
+    return outcome
+
+
+def test_buckets_throttle_after_capacity_and_refill(client, control):
+    ec2 = client("ec2")
+    status, settings = control("POST", "/_layer/buckets", {
+        "enabled": True, "classes": {"DescribeInstances": {"capacity": 3, "refill": 2}},
+    })
+    assert status == 200 and settings["classes"]["DescribeInstances"] == {"capacity": 3.0, "refill": 2.0}
+    assert settings["classes"]["default"] == {"capacity": 100.0, "refill": 20.0}  # built-in kept
+
+    assert throttled_calls(ec2.describe_instances, 5) == [False, False, False, True, True]
+    ec2.describe_regions()  # another class (default) has its own bucket
+    # 2 tokens/s: about 0.1 token came back during the calls; now one more, not two.
+    time.sleep(0.5)
+    assert throttled_calls(ec2.describe_instances, 2) == [False, True]
+
+    stats = control("GET", "/_layer/stats")[1]
+    assert stats["throttled"] == {"ec2:DescribeInstances": 3}
+    assert stats["counts"]["ec2:DescribeInstances"] == 7  # throttled requests are counted too
+
+
+def test_buckets_are_per_account_and_region_and_ec2_only(client, control):
+    control("POST", "/_layer/buckets", {"classes": {"default": {"capacity": 1, "refill": 0}}})
+    assert throttled_calls(client("ec2", "us-east-1").describe_regions, 2) == [False, True]
+    assert throttled_calls(client("ec2", "eu-west-1").describe_regions, 1) == [False]
+    other_account = client_as(client, "222222222222", "ec2")  # in us-east-1 too
+    assert throttled_calls(other_account.describe_regions, 1) == [False]
+    assert throttled_calls(client("sts", "us-east-1").get_caller_identity, 3) == [False] * 3
+
+
+def test_buckets_off_by_default_and_disable(client, control):
+    assert control("GET", "/_layer/buckets")[1]["enabled"] is False
+    control("POST", "/_layer/buckets", {
+        "enabled": False, "classes": {"default": {"capacity": 1, "refill": 0}},
+    })
+    assert throttled_calls(client("ec2").describe_regions, 3) == [False] * 3
+    status, body = control("POST", "/_layer/buckets", {
+        "classes": {"default": {"capacity": 0, "refill": 1}},
+    })
+    assert status == 400 and "capacity" in body["error"]
+
+
+# --------------------------------------------------------------------------
+# Statistics and reset of the new switches
+# --------------------------------------------------------------------------
+
+
+def test_stats_report_counts_throttles_faults_and_load(client, control):
+    control("POST", "/_layer/faults", {
+        "action": "GetCallerIdentity", "status": 403, "code": "AccessDenied", "times": 2,
+    })
+    control("POST", "/_layer/buckets", {"classes": {"DescribeInstances": {"capacity": 1, "refill": 0}}})
+    sts, ec2 = client("sts", "us-east-1"), client("ec2")
+    assert throttled_calls(ec2.describe_instances, 2) == [False, True]
+    for _ in range(3):
+        try:
+            sts.get_caller_identity()
+        except ClientError:
+            pass
+
+    status, stats = control("GET", "/_layer/stats")
+    assert status == 200
+    assert stats["counts"] == control("GET", "/_layer/requests")[1]["counts"] == {
+        "ec2:DescribeInstances": 2, "sts:GetCallerIdentity": 3,
+    }
+    assert stats["throttled"] == {"ec2:DescribeInstances": 1}
+    assert stats["faulted"] == 2
+    assert stats["in_flight_peak"] == 1
+    assert stats["cpu_seconds"] > 0
+
+    control("DELETE", "/_layer/requests")
+    cleared = control("GET", "/_layer/stats")[1]
+    assert (cleared["counts"], cleared["throttled"], cleared["faulted"]) == ({}, {}, 0)
+    assert cleared["in_flight_peak"] == 0
+    assert cleared["cpu_seconds"] >= stats["cpu_seconds"]  # cumulative, never reset
+
+
+def test_reset_restores_every_switch(client, control):
+    control("POST", "/_layer/seed", {"seed": 7})
+    control("POST", "/_layer/pending", {"seconds": 3})
+    control("POST", "/_layer/metadata-defaults", {
+        "account": DEFAULT_ACCOUNT, "region": "eu-west-1", "http_tokens": "required",
+    })
+    control("POST", "/_layer/latency", {"ms": 20, "jitter_ms": 5})
+    control("POST", "/_layer/buckets", {"classes": {"DescribeInstances": {"capacity": 1, "refill": 0}}})
+    ec2 = client("ec2")
+    assert throttled_calls(ec2.describe_instances, 2) == [False, True]
+
+    control("POST", "/_layer/reset")
+
+    assert control("GET", "/_layer/seed")[1] == {"seed": None}
+    assert control("GET", "/_layer/pending")[1] == {"seconds": 0.0}
+    assert control("GET", "/_layer/metadata-defaults")[1] == []
+    assert control("GET", "/_layer/latency")[1] == {"ms": 0.0, "jitter_ms": 0.0}
+    assert control("GET", "/_layer/buckets")[1]["enabled"] is False
+    stats = control("GET", "/_layer/stats")[1]
+    assert (stats["counts"], stats["throttled"], stats["faulted"]) == ({}, {}, 0)
+    assert ec2.get_instance_metadata_defaults()["AccountLevel"] == {}
+    assert throttled_calls(ec2.describe_instances, 3) == [False] * 3

@@ -7,14 +7,21 @@ which the in-process layer tests do not exercise.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+
+from conftest import client_factory
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -77,10 +84,10 @@ def test_pty_run_eof_ends_reading():
     assert result.stdout.strip() == "'y\\n'"
 
 
-def run_seed(url: str, scenario: str) -> str:
+def run_seed(url: str, scenario: str, *extra: str) -> str:
     """Run seed.py as the demo does; returns its single output line."""
     result = subprocess.run(
-        [PYTHON, str(HERE / "seed.py"), "--endpoint", url, "--scenario", scenario],
+        [PYTHON, str(HERE / "seed.py"), "--endpoint", url, "--scenario", scenario, *extra],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -168,3 +175,141 @@ def test_seed_org_demo_creates_the_organization(emulator, client):
     assert {state for state, _ in every.values()} == {"running", "stopped", "terminated"}
     assert {o["HttpTokens"] for _, o in every.values()} == {"optional", "required"}
     assert "15 instances in 3 regions" in summary
+
+
+def test_server_flags_switch_latency_and_buckets_on_and_reset_returns_to_them():
+    # In-process (the flags' effect, not the process contract, is under test here).
+    from server import EmulatorServer, parse_args, startup_switches
+
+    args = parse_args(["--latency-ms", "40", "--jitter-ms", "5", "--buckets"])
+    server = EmulatorServer(startup=startup_switches(args)).start()
+    try:
+        def control(method: str, path: str) -> Any:
+            request = urllib.request.Request(server.url + path, data=None if method == "GET" else b"",
+                                             method=method)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+
+        for _ in range(2):  # as started, and again after a reset
+            assert control("GET", "/_layer/latency") == {"ms": 40.0, "jitter_ms": 5.0}
+            assert control("GET", "/_layer/buckets")["enabled"] is True
+            control("POST", "/_layer/reset")
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------
+# Benchmark scenarios (small scales, so they run quickly)
+# --------------------------------------------------------------------------
+
+
+def tokens_by_region(ec2_clients: dict[str, Any]) -> dict[str, list[str]]:
+    """Region → sorted HttpTokens of its instances."""
+    result = {}
+    for region, ec2 in ec2_clients.items():
+        tokens = [
+            instance["MetadataOptions"]["HttpTokens"]
+            for page in ec2.get_paginator("describe_instances").paginate()
+            for reservation in page["Reservations"]
+            for instance in reservation["Instances"]
+        ]
+        result[region] = sorted(tokens)
+    return result
+
+
+def member_ec2_clients(client: Any, account_id: str, regions: tuple[str, ...]) -> dict[str, Any]:
+    sts = client("sts", "us-east-1", access_key=DEMO_ACCESS_KEY)
+    role = f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"
+    credentials = sts.assume_role(RoleArn=role, RoleSessionName="seed-test")["Credentials"]
+    return {
+        region: client("ec2", region, access_key=credentials["AccessKeyId"],
+                       secret_key=credentials["SecretAccessKey"],
+                       session_token=credentials["SessionToken"])
+        for region in regions
+    }
+
+
+def test_seed_bench_deep_scales_down(emulator, client):
+    summary = run_seed(emulator.url, "bench-deep", "--scale", "0.1")
+
+    regions = SEED_REGIONS
+    fleet = tokens_by_region({r: client("ec2", r, access_key=DEMO_ACCESS_KEY) for r in regions})
+    assert fleet == {"us-east-1": ["optional"] * 30, "eu-west-1": [], "ap-southeast-2": []}
+    assert "30 instances" in summary and "30 with HttpTokens=optional" in summary
+    assert re.search(r"; took \d+\.\ds$", summary)
+
+
+@pytest.fixture(scope="module")
+def light_server() -> Any:
+    """A server.py whose new EC2 backends skip moto's 1,291 default AMIs.
+
+    bench-wide and bench-many create 60 and 24 (account, region) EC2 backends;
+    building (and resetting) the default AMIs of each costs moto about 0.15 s,
+    whatever the scale. Their seeding does not need those AMIs, so they run
+    here, in a separate process, leaving the shared emulator untouched.
+    """
+    proc = subprocess.Popen(
+        [PYTHON, str(HERE / "server.py")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"},
+    )
+    line = proc.stdout.readline()
+    assert line.startswith("READY http://"), line + proc.stderr.read()
+    yield line.split()[1]
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def light_client(light_server: str) -> Any:
+    """Like ``client``, but for ``light_server``, which starts each test reset."""
+    reset = urllib.request.Request(light_server + "/_layer/reset", data=b"", method="POST")
+    urllib.request.urlopen(reset, timeout=10).close()
+    return client_factory(light_server)
+
+
+@pytest.mark.parametrize("scenario, scale, members, regions", [
+    ("bench-many", "0.1", 12, ("us-east-1", "eu-west-1")),
+    ("bench-wide", "0.01", 20, ("us-east-1", "eu-west-1", "ap-southeast-2")),
+])
+def test_seed_bench_organizations(light_server, light_client, scenario, scale, members, regions):
+    summary = run_seed(light_server, scenario, "--scale", scale)
+    client = light_client
+
+    organizations = client("organizations", "us-east-1", access_key=DEMO_ACCESS_KEY)
+    accounts = organizations.get_paginator("list_accounts").paginate().build_full_result()["Accounts"]
+    member_ids = sorted(a["Id"] for a in accounts if a["Name"].startswith("bench-member-"))
+    assert len(accounts) == members + 1 and len(member_ids) == members
+    # Scaled to the minimum: one optional and one required instance per member and region.
+    for account_id in (member_ids[0], member_ids[-1]):
+        fleet = tokens_by_region(member_ec2_clients(client, account_id, regions))
+        assert fleet == {region: ["optional", "required"] for region in regions}
+    total = 2 * members * len(regions)
+    assert f"{total} instances" in summary and f"{total // 2} with HttpTokens=optional" in summary
+
+
+def test_seed_rejects_scale_for_fixed_scenarios(emulator):
+    result = subprocess.run(
+        [PYTHON, str(HERE / "seed.py"), "--endpoint", emulator.url, "--scenario", "demo",
+         "--scale", "0.5"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2 and "bench-* scenarios only" in result.stderr
+
+
+def test_seed_suspends_latency_and_buckets_then_restores_them(emulator, control, client):
+    # Seeding through either would be far too slow (5 s a request) or throttled (no refill).
+    control("POST", "/_layer/latency", {"ms": 5000})
+    buckets = {"enabled": True, "classes": {"default": {"capacity": 1, "refill": 0}}}
+    _, configured = control("POST", "/_layer/buckets", buckets)
+
+    run_seed(emulator.url, "bench-deep", "--scale", "0.01")
+
+    assert control("GET", "/_layer/latency")[1] == {"ms": 5000.0, "jitter_ms": 0.0}
+    assert control("GET", "/_layer/buckets")[1] == configured
+    control("POST", "/_layer/latency", {"ms": 0})
+    ec2 = client("ec2", "us-east-1", access_key=DEMO_ACCESS_KEY)
+    ec2.describe_regions()  # the restored buckets start full ...
+    with pytest.raises(ClientError) as excinfo:
+        ec2.describe_regions()  # ... and throttle again
+    assert excinfo.value.response["Error"]["Code"] == "RequestLimitExceeded"

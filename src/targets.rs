@@ -1,0 +1,120 @@
+//! Which accounts a sweep reaches, and with what credentials: the caller's own account with
+//! the caller's credentials, every other through its assumed role.
+
+use std::collections::BTreeSet;
+
+use futures_util::{StreamExt, stream};
+
+use crate::accounts::{self, OuMembers, SkipKind, SkippedAccount};
+use crate::assume::{self, RoleRequest};
+use crate::error::Error;
+use crate::organization::{OrgAccount, Organizations};
+use crate::pacer::Pacer;
+use crate::scan::{Access, AccountTarget};
+use crate::session::Session;
+use crate::settings::Settings;
+
+pub fn caller_target(session: &Session, name: Option<String>) -> AccountTarget {
+    AccountTarget {
+        account_id: session.identity.account_id.clone(),
+        name,
+        access: Access::CallerCredentials,
+        config: session.config.clone(),
+    }
+}
+
+/// Lists the organization, applies the config's account and OU lists, and enters each
+/// selected account; accounts that cannot be entered are returned as skipped.
+pub async fn organization_targets(
+    settings: &Settings,
+    session: &Session,
+    organizations: &Organizations,
+    pacer: &Pacer,
+) -> Result<(Vec<AccountTarget>, Vec<SkippedAccount>), Error> {
+    let all = organizations.accounts().await.map_err(Error::Organization)?;
+    let ous = ou_members(settings, organizations).await?;
+    let selection = accounts::select(&all, &settings.accounts, &ous);
+
+    let reached: Vec<_> = stream::iter(selection.sweep)
+        .map(|account| pacer.run_global(enter(settings, session, account)))
+        .buffer_unordered(settings.concurrency)
+        .collect()
+        .await;
+    let mut targets = Vec::new();
+    let mut skipped = selection.skipped;
+    for result in reached {
+        match result {
+            Ok(target) => targets.push(target),
+            Err(unreachable) => skipped.push(unreachable),
+        }
+    }
+    Ok((targets, skipped))
+}
+
+async fn ou_members(
+    settings: &Settings,
+    organizations: &Organizations,
+) -> Result<OuMembers, Error> {
+    let filter = &settings.organizational_units;
+    let expand = |ous: Vec<String>| async move {
+        let mut members = BTreeSet::new();
+        for ou in ous {
+            match organizations.accounts_under(&ou).await {
+                Ok(ids) => members.extend(ids),
+                Err(error) => return Err(Error::UnknownOu { ou, error }),
+            }
+        }
+        Ok(members)
+    };
+    let included =
+        if filter.include.is_empty() { None } else { Some(expand(filter.include.clone()).await?) };
+    Ok(OuMembers { included, excluded: expand(filter.exclude.clone()).await? })
+}
+
+/// The caller's own account is swept with its own credentials; every other through its role.
+pub async fn enter(
+    settings: &Settings,
+    session: &Session,
+    account: OrgAccount,
+) -> Result<AccountTarget, SkippedAccount> {
+    if account.id == session.identity.account_id {
+        return Ok(caller_target(session, account.name));
+    }
+    let roles = &settings.assume_role;
+    let (role, external_id) = roles.for_account(&account.id);
+    let request = RoleRequest::new(
+        &session.identity,
+        &account.id,
+        role,
+        &roles.session_name_prefix,
+        external_id,
+    );
+    let role_arn = request.role_arn.clone();
+    match assume::account_config(&session.config, request).await {
+        Ok(config) => Ok(AccountTarget {
+            account_id: account.id,
+            name: account.name,
+            access: Access::AssumedRole { role_arn },
+            config,
+        }),
+        Err(error) => {
+            tracing::info!(account = %account.id, %error, "cannot assume role");
+            let external =
+                if external_id.is_some() { " with the configured external id" } else { "" };
+            let hint = format!(
+                "the role {role_arn} must exist and trust {} for sts:AssumeRole{external} \
+                 (accounts invited into the organization have no {role} unless someone created \
+                 it; set another role with [[account]] role_name)",
+                session.identity.arn
+            );
+            Err(SkippedAccount {
+                account_id: account.id,
+                name: account.name,
+                kind: SkipKind::Unreachable,
+                reason: format!("cannot assume {role}: {error}"),
+                hint: Some(hint),
+                error: Some(error),
+            })
+        }
+    }
+}
