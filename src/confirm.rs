@@ -4,11 +4,30 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use crate::error::Error;
+use crate::exit::ExitStatus;
 use crate::interrupt::Interrupt;
+
+/// The one confirmation of a run: `None` to go on (`--yes`, or the user said yes), else the
+/// status to stop with (declined, or interrupted at the prompt).
+pub async fn approve(
+    yes: bool,
+    question: String,
+    interrupt: &Interrupt,
+) -> Result<Option<ExitStatus>, Error> {
+    if yes || ask_terminal(question, interrupt).await? {
+        return Ok(None);
+    }
+    Ok(Some(if interrupt.is_set() {
+        Interrupt::stopped_before_changes("at the confirmation prompt")
+    } else {
+        eprintln!("Declined: nothing was changed.");
+        ExitStatus::Declined
+    }))
+}
 
 /// Asks `question` once on stderr and reads the answer from the terminal; refuses when stdin
 /// is not a terminal. Ctrl-C at the prompt counts as no.
-pub async fn ask_terminal(question: String, interrupt: &Interrupt) -> Result<bool, Error> {
+async fn ask_terminal(question: String, interrupt: &Interrupt) -> Result<bool, Error> {
     if !io::stdin().is_terminal() {
         return Err(Error::NoTerminal);
     }

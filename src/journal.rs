@@ -38,6 +38,30 @@ pub struct RunHeader<'a> {
     pub accounts: Vec<&'a str>,
     pub regions: Vec<&'a str>,
     pub changes_planned: usize,
+    pub options: RunOptions<'a>,
+}
+
+/// The options a run was started with, for the audit trail.
+#[derive(Debug, Serialize)]
+pub struct RunOptions<'a> {
+    pub profile: Option<&'a str>,
+    pub role_name: &'a str,
+    pub concurrency: usize,
+    pub timeout_seconds: u64,
+    pub wait_seconds: Option<u64>,
+}
+
+impl<'a> RunOptions<'a> {
+    /// The options of `settings` worth recording.
+    pub fn of(settings: &'a crate::settings::Settings) -> Self {
+        RunOptions {
+            profile: settings.profile.as_deref(),
+            role_name: &settings.assume_role.role_name,
+            concurrency: settings.concurrency,
+            timeout_seconds: settings.timeout.as_secs(),
+            wait_seconds: settings.wait.map(|w| w.as_secs()),
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -49,7 +49,7 @@ use crate::cli::{Cli, Command};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::interrupt::Interrupt;
-use crate::journal::RunHeader;
+use crate::journal::{RunHeader, RunOptions};
 use crate::mode::ModeKind;
 use crate::organization::Organizations;
 use crate::output::Output;
@@ -94,21 +94,14 @@ async fn sweep(
         out.notice(&format!("Dry run: {count} instances would be changed; nothing was modified."));
         return Ok(scan_status);
     }
-    if !settings.yes {
-        let question = format!(
-            "Set HttpTokens=required on {} instances in {} account(s) and {} region(s)?",
-            changes.len(),
-            report.accounts_with_changes(),
-            report.regions_with_changes()
-        );
-        if !confirm::ask_terminal(question, interrupt).await? {
-            return Ok(if interrupt.is_set() {
-                Interrupt::stopped_before_changes("at the confirmation prompt")
-            } else {
-                eprintln!("Declined: nothing was changed.");
-                ExitStatus::Declined
-            });
-        }
+    let question = format!(
+        "Set HttpTokens=required on {} instances in {} account(s) and {} region(s)?",
+        changes.len(),
+        report.accounts_with_changes(),
+        report.regions_with_changes()
+    );
+    if let Some(stop) = confirm::approve(settings.yes, question, interrupt).await? {
+        return Ok(stop);
     }
 
     let context = apply::Context {
@@ -119,7 +112,8 @@ async fn sweep(
         interrupt,
         out,
     };
-    apply::apply(context, run_header(&report, changes.len()), changes, scan_status).await
+    let header = run_header(&report, changes.len(), settings);
+    apply::apply(context, header, changes, scan_status).await
 }
 
 /// The caller's session, the scan report, and the credentials of every scanned account.
@@ -205,7 +199,11 @@ async fn scan_accounts(
     Ok((scans, skipped))
 }
 
-fn run_header(report: &ScanReport, changes_planned: usize) -> RunHeader<'_> {
+fn run_header<'a>(
+    report: &'a ScanReport,
+    changes_planned: usize,
+    settings: &'a Settings,
+) -> RunHeader<'a> {
     let accounts = report.accounts.iter().map(|a| a.scan.account_id.as_str()).collect();
     let regions: BTreeSet<&str> = report
         .accounts
@@ -220,5 +218,6 @@ fn run_header(report: &ScanReport, changes_planned: usize) -> RunHeader<'_> {
         accounts,
         regions: regions.into_iter().collect(),
         changes_planned,
+        options: RunOptions::of(settings),
     }
 }

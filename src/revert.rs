@@ -19,7 +19,7 @@ use crate::ec2::Ec2;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::interrupt::Interrupt;
-use crate::journal::{self, Run, RunHeader};
+use crate::journal::{self, Run, RunHeader, RunOptions};
 use crate::organization::OrgAccount;
 use crate::output::Output;
 use crate::pacer::Pacer;
@@ -92,20 +92,13 @@ pub async fn run(
         out.notice(&format!("Dry run: {} instances would be restored.", plan.changes.len()));
         return Ok(status);
     }
-    if !settings.yes {
-        let question = format!(
-            "Restore the HttpTokens value of {} instances as it was before run {}?",
-            plan.changes.len(),
-            run.run_id
-        );
-        if !confirm::ask_terminal(question, interrupt).await? {
-            return Ok(if interrupt.is_set() {
-                Interrupt::stopped_before_changes("at the confirmation prompt")
-            } else {
-                eprintln!("Declined: nothing was changed.");
-                ExitStatus::Declined
-            });
-        }
+    let question = format!(
+        "Restore the HttpTokens value of {} instances as it was before run {}?",
+        plan.changes.len(),
+        run.run_id
+    );
+    if let Some(stop) = confirm::approve(settings.yes, question, interrupt).await? {
+        return Ok(stop);
     }
 
     let accounts: Vec<&str> = configs.keys().map(String::as_str).collect();
@@ -120,6 +113,7 @@ pub async fn run(
         accounts,
         regions,
         changes_planned: plan.changes.len(),
+        options: RunOptions::of(settings),
     };
     // The undo is journalled beside the run it undoes unless --journal says otherwise.
     let mut settings = settings.clone();

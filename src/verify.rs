@@ -79,7 +79,7 @@ pub async fn verify(
         for index in indices {
             let outcome = &mut outcomes[index];
             let current = found.get(&outcome.change.instance_id);
-            check(outcome, current, &mut verification);
+            check(outcome, current, wait.is_some(), &mut verification);
             if let Err(e) = journal.verified(&outcome.change, current) {
                 warn!(error = %e, "cannot journal a verification");
             }
@@ -117,7 +117,12 @@ fn is_pending(record: &InstanceRecord) -> bool {
     record.state == "running" && record.metadata_state.as_deref() == Some("pending")
 }
 
-fn check(outcome: &mut Outcome, current: Option<&InstanceRecord>, verification: &mut Verification) {
+fn check(
+    outcome: &mut Outcome,
+    current: Option<&InstanceRecord>,
+    waited: bool,
+    verification: &mut Verification,
+) {
     let change = &outcome.change;
     let intended = Some(change.http_tokens_after.as_str());
     let holds = current.is_some_and(|r| r.http_tokens.as_deref() == intended);
@@ -140,7 +145,8 @@ fn check(outcome: &mut Outcome, current: Option<&InstanceRecord>, verification: 
         }),
         (false, false) => {}
     }
-    if current.is_some_and(is_pending) && succeeded {
+    // Without --wait, pending is the normal state right after a change.
+    if waited && succeeded && current.is_some_and(is_pending) {
         verification.still_pending.push(change.instance_id.clone());
     }
 }

@@ -87,6 +87,9 @@ fn yes_enforces_every_actionable_instance_and_keeps_other_options() {
     let records = home.journal_records();
     assert_eq!(records[0]["event"], "run");
     assert_eq!(records[0]["caller_account"], ACCOUNT);
+    assert_eq!(records[0]["format_version"], 1);
+    assert_eq!(records[0]["options"]["concurrency"], 64);
+    assert_eq!(records[0]["options"]["profile"], PROFILE);
     for name in TO_CHANGE {
         let results = common::result_for(&records, fleet.id(name));
         assert_eq!(results.len(), 1, "one result line for {name}");
@@ -451,4 +454,49 @@ fn ctrl_c_during_enforcement_journals_what_was_applied() {
         assert_eq!(journalled, expected, "journal and emulator agree on {name}");
     }
     assert!(String::from_utf8_lossy(&output.stdout).contains("Interrupted after"));
+}
+
+#[test]
+fn wait_waits_for_pending_changes_to_be_applied() {
+    let (emulator, home, fleet) = setup();
+    emulator.control("POST", "pending", Some(json!({"seconds": 3.0})));
+    let started = std::time::Instant::now();
+    let run = home.run(&[
+        "--profile",
+        PROFILE,
+        "--yes",
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+        "--wait",
+    ]);
+    run.expect_code(0);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3), "it waited");
+    let result = &run.json()[1];
+    assert_eq!(result["verification"]["still_pending"], json!([]));
+    assert_eq!(result["verification"]["verified"], 4);
+    let records = home.journal_records_in(&home.path().join("state/imds-sweep"));
+    let web = fleet.id("web-1");
+    let verify =
+        records.iter().find(|r| r["event"] == "verify" && r["instance_id"] == web).unwrap();
+    assert_eq!(verify["metadata_state"], "applied");
+
+    emulator.control("POST", "pending", Some(json!({"seconds": 60.0})));
+    let (_, id) = (fleet.region("api-3"), fleet.id("api-3"));
+    emulator
+        .block_on(
+            emulator
+                .ec2("us-east-1")
+                .modify_instance_metadata_options()
+                .instance_id(id)
+                .http_tokens(aws_sdk_ec2::types::HttpTokensState::Optional)
+                .send(),
+        )
+        .unwrap();
+    let args =
+        ["--profile", PROFILE, "--yes", "--region", "us-east-1", "--wait", "--wait-timeout", "2"];
+    let run = home.run(&args);
+    run.expect_code(4);
+    assert!(run.stdout.contains(&format!("still pending: {id}")), "{}", run.stdout);
 }

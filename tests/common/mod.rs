@@ -347,6 +347,16 @@ impl Home {
         Run::from(command.output().expect("run imds-sweep in a terminal"))
     }
 
+    /// The records of every journal file in `dir`, parsed.
+    pub fn journal_records_in(&self, dir: &Path) -> Vec<Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("journal dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        files.iter().flat_map(|f| read_json_lines(f)).collect()
+    }
+
     /// The journal's records, parsed.
     pub fn journal_records(&self) -> Vec<Value> {
         read_json_lines(&self.journal())
