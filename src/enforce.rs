@@ -53,9 +53,6 @@ pub struct Enforcer<'a> {
 #[derive(Debug)]
 pub struct JournalFailure(pub std::io::Error);
 
-/// Changes queued at once; the pacer lets far fewer through at a time.
-const QUEUED: usize = 4096;
-
 impl Enforcer<'_> {
     /// Applies every change; returns the outcomes sorted by account, region and instance.
     pub async fn run(&self, changes: Vec<Change>) -> (Vec<Outcome>, Option<JournalFailure>) {
@@ -72,15 +69,27 @@ impl Enforcer<'_> {
             }
         }
 
-        let mut outcomes: Vec<Outcome> = stream::iter(changes)
-            .map(|change| {
-                let key = (change.account_id.clone(), change.region.clone());
+        let mut groups: BTreeMap<(String, String), Vec<Change>> = BTreeMap::new();
+        for change in changes {
+            let key = (change.account_id.clone(), change.region.clone());
+            groups.entry(key).or_default().push(change);
+        }
+        let per_pair = self.pacer.per_pair();
+        let (broken_ref, error_ref) = (&broken, &first_error);
+        let groups: Vec<Vec<Outcome>> = stream::iter(groups)
+            .map(|(key, changes)| {
+                let ec2 = clients.get(&key);
                 let span = info_span!("enforce", account = %key.0, region = %key.1);
-                self.apply_one(clients.get(&key), change, &broken, &first_error).instrument(span)
+                stream::iter(changes)
+                    .map(move |change| self.apply_one(ec2, change, broken_ref, error_ref))
+                    .buffer_unordered(per_pair)
+                    .collect::<Vec<_>>()
+                    .instrument(span)
             })
-            .buffer_unordered(QUEUED)
+            .buffer_unordered(self.pacer.pairs_at_once())
             .collect()
             .await;
+        let mut outcomes: Vec<Outcome> = groups.into_iter().flatten().collect();
 
         outcomes.sort_by(|a, b| sort_key(&a.change).cmp(&sort_key(&b.change)));
         let error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());

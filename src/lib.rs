@@ -149,7 +149,7 @@ async fn prepare(settings: &Settings, out: Output) -> Result<Prepared, Error> {
     };
     let configs = targets.iter().map(|t| (t.account_id.clone(), t.config.clone())).collect();
     let progress = Progress::start("scan", 0, Display::detect(out.quiet));
-    let pace = ScanPace { pacer: &pacer, concurrency: settings.concurrency, progress: &progress };
+    let pace = ScanPace { pacer: &pacer, progress: &progress };
     let (scans, failed) = scan_accounts(targets, settings, mode.mode, pace).await?;
     drop(progress);
     skipped.extend(failed);
@@ -170,7 +170,7 @@ async fn scan_accounts(
             let scan = scan::scan_account(&target, &settings.regions, pace).await;
             (target, scan)
         })
-        .buffer_unordered(settings.concurrency)
+        .buffer_unordered(pace.pacer.pairs_at_once())
         .collect()
         .await;
 

@@ -35,6 +35,7 @@ type Pair = (String, String);
 /// Shared by every EC2 client of a run.
 pub struct Pacer {
     global: Semaphore,
+    global_cap: usize,
     per_pair: usize,
     pairs: Mutex<HashMap<Pair, Arc<Semaphore>>>,
     describe: DefaultKeyedRateLimiter<Pair>,
@@ -56,6 +57,7 @@ impl Pacer {
         let concurrency = concurrency.max(1);
         Arc::new(Pacer {
             global: Semaphore::new(concurrency),
+            global_cap: concurrency,
             per_pair: PER_PAIR.min(concurrency),
             pairs: Mutex::new(HashMap::new()),
             describe: RateLimiter::keyed(ActionClass::Describe.quota()),
@@ -82,6 +84,18 @@ impl Pacer {
         let _pair = pair.acquire().await;
         let _global = self.global.acquire().await;
         call.await
+    }
+
+    /// Requests in flight per account-region at most.
+    pub fn per_pair(&self) -> usize {
+        self.per_pair
+    }
+
+    /// How many account-regions (or accounts) to work on at once to keep the global cap busy,
+    /// with room for some of them waiting on a bucket. Bounding this bounds memory: every
+    /// queued call is a live future.
+    pub fn pairs_at_once(&self) -> usize {
+        (self.global_cap / self.per_pair).max(1) * 2
     }
 
     /// Holds one of the global places while `call` runs (for calls outside EC2's buckets).

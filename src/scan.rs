@@ -66,8 +66,6 @@ pub enum ScanError {
 #[derive(Debug, Clone, Copy)]
 pub struct ScanPace<'a> {
     pub pacer: &'a Arc<Pacer>,
-    /// Regions queued at once; the pacer decides how many requests are in flight.
-    pub concurrency: usize,
     pub progress: &'a Progress,
 }
 
@@ -95,7 +93,7 @@ pub async fn scan_account(
     pace.progress.grow(selection.scan.len());
     let scans: Vec<_> = stream::iter(selection.scan)
         .map(|region| scan_region(target, pace, region))
-        .buffer_unordered(pace.concurrency.max(1))
+        .buffer_unordered(pace.pacer.per_pair())
         .collect()
         .await;
 

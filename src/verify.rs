@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -62,19 +63,37 @@ pub async fn verify(
         }
     }
 
+    // Read every account-region back at once (as far as the pacer allows), then check in order.
+    let reads: Vec<_> = stream::iter(groups)
+        .map(|((account, region), indices)| {
+            let ids: Vec<String> =
+                indices.iter().map(|&i| outcomes[i].change.instance_id.clone()).collect();
+            let config = configs.get(&account);
+            async move {
+                let found = match config {
+                    Some(config) => {
+                        let ec2 = Ec2::new(config, pacer, &account, &region);
+                        Some(read_back(&ec2, &ids, wait).await)
+                    }
+                    None => None,
+                };
+                (account, region, indices, found)
+            }
+        })
+        .buffer_unordered(pacer.pairs_at_once())
+        .collect()
+        .await;
+
     let mut verification = Verification::default();
-    for ((account, region), indices) in groups {
-        let Some(config) = configs.get(&account) else { continue };
-        let ec2 = Ec2::new(config, pacer, &account, &region);
-        let ids: Vec<String> =
-            indices.iter().map(|&i| outcomes[i].change.instance_id.clone()).collect();
-        let found = match read_back(&ec2, &ids, wait).await {
-            Ok(found) => found,
-            Err(error) => {
+    for (account, region, indices, found) in reads {
+        let found = match found {
+            Some(Ok(found)) => found,
+            Some(Err(error)) => {
                 warn!(%account, %region, %error, "cannot read instances back");
                 verification.unreadable.push(format!("{account} {region}: {error}"));
                 continue;
             }
+            None => continue,
         };
         for index in indices {
             let outcome = &mut outcomes[index];
@@ -85,6 +104,11 @@ pub async fn verify(
             }
         }
     }
+    verification.mismatches.sort_by(|a, b| {
+        (&a.account_id, &a.region, &a.instance_id).cmp(&(&b.account_id, &b.region, &b.instance_id))
+    });
+    verification.unreadable.sort();
+    verification.still_pending.sort();
     verification
 }
 
