@@ -124,12 +124,13 @@ impl Journal {
     pub fn header(&self, run: &RunHeader<'_>) -> std::io::Result<()> {
         let header =
             Header { format_version: FORMAT_VERSION, tool_version: env!("CARGO_PKG_VERSION"), run };
-        self.append("run", header)
+        self.append("run", header, Durability::Flushed)
     }
 
-    /// Records a change about to be attempted; written before the API call.
+    /// Records a change about to be attempted; written to disk (not only to the operating
+    /// system) before the API call, so that not even a power loss hides a change.
     pub fn attempt(&self, change: &Change) -> std::io::Result<()> {
-        self.append("attempt", attempt_of(change))
+        self.append("attempt", attempt_of(change), Durability::OnDisk)
     }
 
     /// Records how an attempt ended: `applied`, `pending` or `failed` with the AWS error.
@@ -139,7 +140,8 @@ impl Journal {
         outcome: &str,
         error: Option<&ApiError>,
     ) -> std::io::Result<()> {
-        self.append("result", ResultRecord { attempt: attempt_of(change), outcome, error })
+        let record = ResultRecord { attempt: attempt_of(change), outcome, error };
+        self.append("result", record, Durability::Flushed)
     }
 
     /// Records what an instance holds after the run, as read back from EC2.
@@ -156,10 +158,15 @@ impl Journal {
                 .map_or("missing", |r| r.http_tokens.as_deref().unwrap_or("unknown")),
             metadata_state: current.and_then(|r| r.metadata_state.as_deref()),
         };
-        self.append("verify", found)
+        self.append("verify", found, Durability::Flushed)
     }
 
-    fn append(&self, event: &str, body: impl Serialize) -> std::io::Result<()> {
+    fn append(
+        &self,
+        event: &str,
+        body: impl Serialize,
+        durability: Durability,
+    ) -> std::io::Result<()> {
         let record = Record {
             event,
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
@@ -172,8 +179,20 @@ impl Journal {
         // One write per record: with O_APPEND the line lands whole even if the process dies.
         let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         file.write_all(&line)?;
-        file.flush()
+        match durability {
+            Durability::Flushed => Ok(()),
+            Durability::OnDisk => file.sync_data(),
+        }
     }
+}
+
+/// How far a record must have gone when `append` returns. Every record reaches the operating
+/// system (a `File` has no buffer of its own), so a crash of the process loses none; an
+/// attempt also reaches the disk, since a lost attempt would hide a change that was made.
+#[derive(Clone, Copy)]
+enum Durability {
+    Flushed,
+    OnDisk,
 }
 
 #[derive(Serialize)]

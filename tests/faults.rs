@@ -204,6 +204,85 @@ fn interrupting_at_any_point_leaves_journal_and_emulator_in_agreement() {
 }
 
 #[test]
+fn a_second_interrupt_exits_at_once_and_the_journal_still_names_every_change() {
+    let emulator = Emulator::start();
+    let home = Home::new(&emulator);
+    let region = "us-east-1";
+    let fleet: Vec<String> =
+        (0..6).map(|_| emulator.launch(region, Spec::new("n", "running", "optional"))).collect();
+    // Every modification is held up for three seconds, then made: calls are in flight when the
+    // tool is told to stop, and they land after it has gone.
+    let hold = Duration::from_millis(3000);
+    emulator.fault(json!({
+        "service": "ec2", "action": "ModifyInstanceMetadataOptions", "delay_ms": 3000
+    }));
+    let journal = home.journal();
+    let mut child = home
+        .command(&[
+            "--profile",
+            PROFILE,
+            "--yes",
+            "--region",
+            region,
+            "--journal",
+            journal.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(r#""event":"attempt""#)) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no change was attempted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let interrupt = || {
+        std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    interrupt();
+    std::thread::sleep(Duration::from_millis(200));
+    let second = std::time::Instant::now();
+    interrupt();
+    let status = child.wait().unwrap();
+    let waited = second.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(waited < hold / 2, "the second Ctrl-C waited {waited:?} for calls in flight");
+    assert!(stderr.contains("interrupted again"), "{stderr}");
+
+    // The calls the tool abandoned land now; each one it made is in the journal, outcome or not.
+    std::thread::sleep(hold + Duration::from_millis(500));
+    let records = home.journal_records();
+    let attempted: Vec<&str> = records
+        .iter()
+        .filter(|r| r["event"] == "attempt")
+        .map(|r| r["instance_id"].as_str().unwrap())
+        .collect();
+    let results = records.iter().filter(|r| r["event"] == "result").count();
+    assert!(results < attempted.len(), "some calls were abandoned without an outcome");
+    let mut changed = 0;
+    for id in &fleet {
+        if emulator.options(region, id).tokens == "required" {
+            changed += 1;
+            assert!(attempted.contains(&id.as_str()), "{id} was changed but not journalled");
+        }
+    }
+    assert!(changed > 0, "the abandoned calls were made");
+
+    // Undo puts back every change, including those whose outcome the tool never saw.
+    emulator.control("DELETE", "faults", None);
+    let run = home.run(&["revert", journal.to_str().unwrap(), "--profile", PROFILE, "--yes"]);
+    run.expect_code(0);
+    for id in &fleet {
+        assert_eq!(emulator.options(region, id).tokens, "optional", "{id} after revert");
+    }
+}
+
+#[test]
 fn no_secret_or_session_token_reaches_any_output() {
     let (emulator, home, _fleet) = setup(2);
     let secret = "fixture-temporary-secret-Vb71";
