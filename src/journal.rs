@@ -223,6 +223,8 @@ pub struct Entry {
     pub run_id: String,
     pub format_version: Option<u32>,
     pub operation: Option<String>,
+    /// On the header of a revert: the run it undoes.
+    pub reverts_run_id: Option<String>,
     pub account_id: Option<String>,
     pub region: Option<String>,
     pub instance_id: Option<String>,
@@ -238,6 +240,8 @@ pub struct Entry {
 pub struct Run {
     pub run_id: String,
     pub operation: String,
+    /// For a revert: the run it undoes.
+    pub reverts: Option<String>,
     pub entries: Vec<Entry>,
 }
 
@@ -279,7 +283,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Run>, ReadError> {
                 }
             }
             let operation = entry.operation.clone().unwrap_or_else(|| "enforce".into());
-            runs.push(Run { run_id: entry.run_id.clone(), operation, entries: vec![entry] });
+            let run_id = entry.run_id.clone();
+            let reverts = entry.reverts_run_id.clone();
+            runs.push(Run { run_id, operation, reverts, entries: vec![entry] });
             continue;
         }
         match runs.iter_mut().rev().find(|r| r.run_id == entry.run_id) {

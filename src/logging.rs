@@ -1,5 +1,8 @@
 //! Diagnostics on stderr through `tracing`: quiet by default, decisions with `-v`, API detail
-//! with `-vv`. `IMDS_SWEEP_LOG` takes an explicit filter for deeper debugging.
+//! with `-vv`. `IMDS_SWEEP_LOG` takes an explicit filter for deeper debugging. Colour only on
+//! a terminal, and never with `NO_COLOR` set.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -15,6 +18,7 @@ pub fn init(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR")))
         .with_target(false)
         .without_time()
         .init();
@@ -30,6 +34,11 @@ fn default_filter(verbose: u8, quiet: bool) -> &'static str {
     }
 }
 
+/// Whether to colour log lines: on a terminal, unless `NO_COLOR` is set to anything but "".
+fn colour(terminal: bool, no_colour: Option<std::ffi::OsString>) -> bool {
+    terminal && no_colour.is_none_or(|v| v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +49,13 @@ mod tests {
         assert_eq!(default_filter(0, false), "warn");
         assert_eq!(default_filter(1, false), "warn,imds_sweep=info");
         assert_eq!(default_filter(5, false), "info,imds_sweep=debug");
+    }
+
+    #[test]
+    fn colour_needs_a_terminal_and_no_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
     }
 }

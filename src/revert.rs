@@ -2,7 +2,7 @@
 //! before, and nothing else. Instances changed since by someone else are left alone, and
 //! regions where the account enforces IMDSv2 are reported once instead of failing per instance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,7 +46,12 @@ pub struct RevertPlan {
     pub run_id: String,
     pub changes: Vec<Change>,
     pub left_alone: Vec<LeftAlone>,
+    /// Instances an earlier revert of the same run already restored: nothing left to do.
+    pub already_restored: Vec<LeftAlone>,
 }
+
+/// An instance by account, region and id.
+type Key = (String, String, String);
 
 /// An instance (or a whole account-region) the revert will not touch, and why.
 #[derive(Debug, Clone, Serialize, Tabled)]
@@ -75,9 +80,11 @@ pub async fn run(
         out.notice(&format!("Run {} changed no instance: nothing to revert.", run.run_id));
         return Ok(ExitStatus::Success);
     }
+    let restored = restored_by_reverts(&runs, &run.run_id);
 
     let pacer = Pacer::new(settings.concurrency);
-    let prepare = prepare(settings, &pacer, path.clone(), &run.run_id, candidates);
+    let earlier = Earlier { run_id: &run.run_id, restored: &restored };
+    let prepare = prepare(settings, &pacer, path.clone(), earlier, candidates);
     let Some(prepared) = interrupt.race(prepare).await else {
         return Ok(Interrupt::stopped_before_changes("before any change"));
     };
@@ -129,19 +136,30 @@ pub async fn run(
     apply::apply(context, header, plan.changes.clone(), status).await
 }
 
-/// The run named by `--run-id`, or the last sweep of the journal.
+/// The run named by `--run-id`, or the last sweep of the journal that changed something (the
+/// last sweep at all when none did).
 fn pick<'a>(runs: &'a [Run], run_id: Option<&str>) -> Result<&'a Run, String> {
-    match run_id {
-        Some(id) => runs
+    if let Some(id) = run_id {
+        return runs
             .iter()
             .find(|r| r.run_id == id)
-            .ok_or_else(|| format!("holds no run {id}; its runs are {}", run_ids(runs))),
-        None => runs
-            .iter()
-            .rev()
-            .find(|r| r.operation == "enforce")
-            .ok_or_else(|| "holds no sweep to revert (only reverts)".to_owned()),
+            .ok_or_else(|| format!("holds no run {id}; its runs are {}", run_ids(runs)));
     }
+    let mut sweeps = runs.iter().rev().filter(|r| r.operation == "enforce");
+    let last = sweeps.clone().next();
+    sweeps
+        .find(|r| !candidates(r).is_empty())
+        .or(last)
+        .ok_or_else(|| "holds no sweep to revert (only reverts)".to_owned())
+}
+
+/// The instances that reverts of run `run_id` already set back, as their own records tell.
+fn restored_by_reverts(runs: &[Run], run_id: &str) -> BTreeSet<Key> {
+    runs.iter()
+        .filter(|r| r.operation == "revert" && r.reverts.as_deref() == Some(run_id))
+        .flat_map(candidates)
+        .map(|c| (c.account_id, c.region, c.instance_id))
+        .collect()
 }
 
 fn run_ids(runs: &[Run]) -> String {
@@ -196,12 +214,27 @@ pub fn candidates(run: &Run) -> Vec<Candidate> {
         .collect()
 }
 
+/// The run to undo, and what earlier reverts of it already restored.
+#[derive(Clone, Copy)]
+struct Earlier<'a> {
+    run_id: &'a str,
+    restored: &'a BTreeSet<Key>,
+}
+
+/// What checking one account-region found.
+#[derive(Default)]
+struct Checked {
+    changes: Vec<Change>,
+    left_alone: Vec<LeftAlone>,
+    already_restored: Vec<LeftAlone>,
+}
+
 /// Opens the session, enters each account, and checks every candidate against EC2 now.
 async fn prepare(
     settings: &Settings,
     pacer: &Arc<Pacer>,
     journal: PathBuf,
-    run_id: &str,
+    earlier: Earlier<'_>,
     candidates: Vec<Candidate>,
 ) -> Result<(Session, RevertPlan, BTreeMap<String, SdkConfig>), Error> {
     let session = session::open(settings.profile.as_deref(), settings.timeout).await?;
@@ -214,7 +247,7 @@ async fn prepare(
     let mut configs = BTreeMap::new();
     let mut left_alone = Vec::new();
     let accounts: Vec<String> = groups.keys().map(|(a, _)| a.clone()).collect();
-    for account in accounts.into_iter().collect::<std::collections::BTreeSet<_>>() {
+    for account in accounts.into_iter().collect::<BTreeSet<_>>() {
         let org_account = OrgAccount { id: account.clone(), name: None, state: "ACTIVE".into() };
         match targets::enter(settings, &session, org_account).await {
             Ok(target) => {
@@ -233,35 +266,51 @@ async fn prepare(
         .filter(|((account, _), _)| std::future::ready(configs.contains_key(account)))
         .map(|((account, region), members)| {
             let config = &configs[&account];
-            async move { check_group(config, pacer, &account, &region, members).await }
+            let restored = earlier.restored;
+            async move { check_group(config, pacer, (&account, &region), members, restored).await }
         })
         .buffer_unordered(settings.concurrency)
         .collect()
         .await;
     let mut changes = Vec::new();
-    for (group_changes, group_left) in checks {
-        changes.extend(group_changes);
-        left_alone.extend(group_left);
+    let mut already_restored = Vec::new();
+    for checked in checks {
+        changes.extend(checked.changes);
+        left_alone.extend(checked.left_alone);
+        already_restored.extend(checked.already_restored);
     }
     changes.sort_by(|a: &Change, b| {
         (&a.account_id, &a.region, &a.instance_id).cmp(&(&b.account_id, &b.region, &b.instance_id))
     });
-    left_alone.sort_by(|a, b| {
-        (&a.account_id, &a.region, &a.instance_id).cmp(&(&b.account_id, &b.region, &b.instance_id))
-    });
-    let plan =
-        RevertPlan { kind: "revert_plan", journal, run_id: run_id.to_owned(), changes, left_alone };
+    for list in [&mut left_alone, &mut already_restored] {
+        list.sort_by(|a, b| {
+            (&a.account_id, &a.region, &a.instance_id).cmp(&(
+                &b.account_id,
+                &b.region,
+                &b.instance_id,
+            ))
+        });
+    }
+    let plan = RevertPlan {
+        kind: "revert_plan",
+        journal,
+        run_id: earlier.run_id.to_owned(),
+        changes,
+        left_alone,
+        already_restored,
+    };
     Ok((session, plan, configs))
 }
 
 /// Checks one account-region: IMDSv2 enforcement first, then each instance's current value.
+/// `restored` names the instances that an earlier revert of the same run set back.
 async fn check_group(
     config: &SdkConfig,
     pacer: &Arc<Pacer>,
-    account: &str,
-    region: &str,
+    (account, region): (&str, &str),
     members: Vec<Candidate>,
-) -> (Vec<Change>, Vec<LeftAlone>) {
+    restored: &BTreeSet<Key>,
+) -> Checked {
     let ec2 = Ec2::new(config, pacer, account, region);
     match ec2.metadata_defaults().await {
         Ok(defaults) if defaults.tokens_enforced || defaults.managed_by_policy => {
@@ -276,8 +325,8 @@ async fn check_group(
                  back to optional there",
                 detail.unwrap_or_default()
             );
-            let left = members.iter().map(|c| leave(c, region, &reason)).collect();
-            return (Vec::new(), left);
+            let left_alone = members.iter().map(|c| leave(c, region, &reason)).collect();
+            return Checked { left_alone, ..Checked::default() };
         }
         Ok(_) => {}
         Err(error) => info!(%account, %region, %error, "cannot read IMDS defaults; going on"),
@@ -290,18 +339,23 @@ async fn check_group(
         }
         Err(error) => {
             let reason = format!("cannot read the instances: {error}");
-            return (Vec::new(), members.iter().map(|c| leave(c, region, &reason)).collect());
+            let left_alone = members.iter().map(|c| leave(c, region, &reason)).collect();
+            return Checked { left_alone, ..Checked::default() };
         }
     };
-    let mut changes = Vec::new();
-    let mut left = Vec::new();
+    let mut checked = Checked::default();
     for candidate in members {
         let now = current.get(&candidate.instance_id).and_then(|r| r.http_tokens.clone());
+        let key = (candidate.account_id.clone(), region.to_owned(), candidate.instance_id.clone());
         match now {
             None if !current.contains_key(&candidate.instance_id) => {
-                left.push(leave(&candidate, region, "the instance no longer exists"));
+                checked.left_alone.push(leave(&candidate, region, "the instance no longer exists"));
             }
-            Some(value) if value == candidate.after => changes.push(Change {
+            Some(value) if value == candidate.before && restored.contains(&key) => {
+                let reason = format!("already {value} again: restored by an earlier revert");
+                checked.already_restored.push(leave(&candidate, region, &reason));
+            }
+            Some(value) if value == candidate.after => checked.changes.push(Change {
                 account_id: candidate.account_id,
                 region: candidate.region,
                 instance_id: candidate.instance_id,
@@ -316,11 +370,11 @@ async fn check_group(
                      someone else",
                     candidate.after
                 );
-                left.push(leave(&candidate, region, &reason));
+                checked.left_alone.push(leave(&candidate, region, &reason));
             }
         }
     }
-    (changes, left)
+    checked
 }
 
 fn leave(candidate: &Candidate, region: &str, reason: &str) -> LeftAlone {
@@ -346,7 +400,7 @@ struct RestoreRow<'a> {
 impl RevertPlan {
     /// The plan for people: what will be restored, and what is left alone and why.
     pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(
+        write!(
             out,
             "Revert of run {} ({}): {} instances to restore, {} left alone",
             self.run_id,
@@ -354,6 +408,10 @@ impl RevertPlan {
             self.changes.len(),
             self.left_alone.len()
         )?;
+        match self.already_restored.len() {
+            0 => writeln!(out)?,
+            n => writeln!(out, ", {n} restored by an earlier revert")?,
+        }
         if !self.changes.is_empty() {
             let rows = self.changes.iter().map(|c| RestoreRow {
                 account: &c.account_id,
@@ -440,5 +498,42 @@ mod tests {
         assert_eq!(pick(&runs, None).expect("found").run_id, "b");
         assert_eq!(pick(&runs, Some("a")).expect("found").run_id, "a");
         assert!(pick(&runs, Some("zz")).expect_err("missing").contains("a, b, c"));
+
+        // A later sweep that changed nothing (interrupted before its first change) is passed
+        // over for the last one that did.
+        let text = [
+            r#"{"event":"run","run_id":"r","format_version":1}"#.to_owned(),
+            attempt("i-1"),
+            result("i-1", "applied"),
+            r#"{"event":"run","run_id":"idle","format_version":1}"#.to_owned(),
+        ]
+        .join("\n");
+        let runs = journal::parse(text.as_bytes()).expect("valid");
+        assert_eq!(pick(&runs, None).expect("found").run_id, "r");
+    }
+
+    #[test]
+    fn what_earlier_reverts_of_the_run_restored_is_known() {
+        let undo = |run_id: &str, of: &str, instance: &str, outcome: &str| {
+            [
+                format!(
+                    r#"{{"event":"run","run_id":"{run_id}","format_version":1,"operation":"revert","reverts_run_id":"{of}"}}"#
+                ),
+                attempt(instance).replace(r#""run_id":"r""#, &format!(r#""run_id":"{run_id}""#)),
+                result(instance, outcome).replace(r#""run_id":"r""#, &format!(r#""run_id":"{run_id}""#)),
+            ]
+            .join("\n")
+        };
+        let text = [
+            r#"{"event":"run","run_id":"r","format_version":1}"#.to_owned(),
+            undo("u1", "r", "i-done", "applied"),
+            undo("u2", "r", "i-failed", "failed"),
+            undo("u3", "other", "i-other", "applied"),
+        ]
+        .join("\n");
+        let runs = journal::parse(text.as_bytes()).expect("valid");
+        let restored = restored_by_reverts(&runs, "r");
+        let ids: Vec<&str> = restored.iter().map(|(_, _, i)| i.as_str()).collect();
+        assert_eq!(ids, ["i-done"]);
     }
 }

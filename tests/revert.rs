@@ -130,3 +130,39 @@ fn revert_where_the_account_enforces_imdsv2_says_so_once() {
         assert_eq!(emulator.options(region, id).tokens, expected, "{id}");
     }
 }
+
+#[test]
+fn a_second_revert_finishes_what_the_first_left_and_repeats_nothing() {
+    let (emulator, home, fleet) = setup();
+    let journal = sweep(&home);
+    let (region, stuck) = fleet.changed[1].clone();
+    emulator.fault(json!({
+        "service": "ec2", "action": "ModifyInstanceMetadataOptions", "params": {"InstanceId": stuck},
+        "status": 400, "code": "UnauthorizedOperation", "message": "not now", "times": 1
+    }));
+    let first = home.run(&["revert", &journal, "--profile", PROFILE, "--yes"]);
+    first.expect_code(4);
+    assert_eq!(emulator.options(region, &stuck).tokens, "required", "its revert failed");
+    emulator.control("DELETE", "requests", None);
+
+    // The second revert undoes the same sweep again (not the first revert), restores the one
+    // instance still to do, and counts the others as done rather than as changed by others.
+    let second = home.run(&["revert", &journal, "--profile", PROFILE, "--yes"]);
+    second.expect_code(0);
+    assert!(
+        second
+            .stdout
+            .contains("1 instances to restore, 0 left alone, 3 restored by an earlier revert"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(emulator.requests("ec2:ModifyInstanceMetadataOptions"), 1);
+    for (region, id) in &fleet.changed {
+        assert_eq!(emulator.options(region, id).tokens, "optional", "{id}");
+    }
+
+    let third = home.run(&["revert", &journal, "--profile", PROFILE, "--yes"]);
+    third.expect_code(0);
+    assert!(third.stdout.contains("Nothing to revert."), "{}", third.stdout);
+    assert_eq!(emulator.requests("ec2:ModifyInstanceMetadataOptions"), 1, "nothing repeated");
+}

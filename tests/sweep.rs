@@ -289,6 +289,8 @@ fn a_failed_modification_is_reported_and_journalled() {
         journal.to_str().unwrap(),
     ]);
     run.expect_code(4);
+    assert!(run.stderr.contains("modification failed"), "{}", run.stderr);
+    assert!(!run.stderr.contains('\u{1b}'), "no colour off a terminal: {:?}", run.stderr);
     let documents = run.json();
     let result = &documents[1];
     assert_eq!(result["kind"], "enforcement_report");
