@@ -1,6 +1,7 @@
 //! The report: one structure for the scan and one for the enforcement, each rendered as
 //! tables for people or as one JSON line for scripts.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::ops::AddAssign;
 use std::path::PathBuf;
@@ -211,11 +212,16 @@ fn write_account(out: &mut dyn Write, account: &AccountReport) -> io::Result<()>
         writeln!(out, "\n  {} regions skipped (listed below)", scan.skipped_regions.len())?;
     }
     let totals = &account.totals;
-    writeln!(
+    write!(
         out,
-        "\n  Account {}: {} instances, {} already enforced, {} to change\n",
+        "\n  Account {}: {} instances, {} already enforced, {} to change",
         scan.account_id, totals.instances, totals.enforced, totals.to_change
-    )
+    )?;
+    // Terminated instances, and those with the endpoint off and tokens already required.
+    match totals.instances - totals.enforced - totals.to_change {
+        0 => writeln!(out, "\n"),
+        left => writeln!(out, ", {left} left alone\n"),
+    }
 }
 
 fn write_skipped_accounts(out: &mut dyn Write, skipped: &[SkippedAccount]) -> io::Result<()> {
@@ -343,10 +349,118 @@ pub struct EnforcementReport {
     pub pending: usize,
     pub failed: usize,
     pub not_attempted: usize,
+    /// The same counts by account, then region, as the scan report groups them.
+    pub accounts: Vec<AccountOutcomes>,
     pub failures: Vec<Failure>,
     /// What reading the instances back found; absent when the run was interrupted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+}
+
+/// How the changes of one account ended, region by region.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountOutcomes {
+    pub account_id: String,
+    pub regions: Vec<RegionOutcomes>,
+    pub totals: OutcomeCounts,
+}
+
+/// How the changes of one account-region ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionOutcomes {
+    pub region: String,
+    #[serde(flatten)]
+    pub counts: OutcomeCounts,
+}
+
+/// Changes by how they ended; `succeeded` is `applied` plus `pending`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeCounts {
+    pub succeeded: usize,
+    pub applied: usize,
+    pub pending: usize,
+    pub failed: usize,
+    pub not_attempted: usize,
+}
+
+impl OutcomeCounts {
+    fn add(&mut self, result: &ChangeResult) {
+        match result {
+            ChangeResult::Applied => self.applied += 1,
+            ChangeResult::Pending => self.pending += 1,
+            ChangeResult::Failed(_) => self.failed += 1,
+            ChangeResult::NotAttempted => self.not_attempted += 1,
+        }
+        self.succeeded = self.applied + self.pending;
+    }
+}
+
+impl AddAssign for OutcomeCounts {
+    fn add_assign(&mut self, other: OutcomeCounts) {
+        self.succeeded += other.succeeded;
+        self.applied += other.applied;
+        self.pending += other.pending;
+        self.failed += other.failed;
+        self.not_attempted += other.not_attempted;
+    }
+}
+
+/// Groups outcomes by account and region, both sorted.
+fn by_account(outcomes: &[Outcome]) -> Vec<AccountOutcomes> {
+    let mut groups: BTreeMap<&str, BTreeMap<&str, OutcomeCounts>> = BTreeMap::new();
+    for outcome in outcomes {
+        let change = &outcome.change;
+        let regions = groups.entry(&change.account_id).or_default();
+        regions.entry(&change.region).or_default().add(&outcome.result);
+    }
+    groups
+        .into_iter()
+        .map(|(account, regions)| {
+            let mut totals = OutcomeCounts::default();
+            let regions = regions
+                .into_iter()
+                .map(|(region, counts)| {
+                    totals += counts;
+                    RegionOutcomes { region: region.to_owned(), counts }
+                })
+                .collect();
+            AccountOutcomes { account_id: account.to_owned(), regions, totals }
+        })
+        .collect()
+}
+
+#[derive(Tabled)]
+struct OutcomeRow<'a> {
+    account: &'a str,
+    region: &'a str,
+    succeeded: usize,
+    applied: usize,
+    pending: usize,
+    failed: usize,
+    #[tabled(rename = "not attempted")]
+    not_attempted: usize,
+}
+
+/// One row per account-region, then a subtotal for accounts that span several regions.
+fn outcome_rows(accounts: &[AccountOutcomes]) -> Vec<OutcomeRow<'_>> {
+    let row = |account, region, c: &OutcomeCounts| OutcomeRow {
+        account,
+        region,
+        succeeded: c.succeeded,
+        applied: c.applied,
+        pending: c.pending,
+        failed: c.failed,
+        not_attempted: c.not_attempted,
+    };
+    let mut rows = Vec::new();
+    for account in accounts {
+        let id = account.account_id.as_str();
+        rows.extend(account.regions.iter().map(|r| row(id, r.region.as_str(), &r.counts)));
+        if account.regions.len() > 1 {
+            rows.push(row(id, "all regions", &account.totals));
+        }
+    }
+    rows
 }
 
 /// One change that did not succeed.
@@ -377,9 +491,11 @@ impl EnforcementReport {
         outcomes: &[Outcome],
         verification: Option<Verification>,
     ) -> Self {
-        let count = |f: fn(&ChangeResult) -> bool| outcomes.iter().filter(|o| f(&o.result)).count();
-        let applied = count(|r| matches!(r, ChangeResult::Applied));
-        let pending = count(|r| matches!(r, ChangeResult::Pending));
+        let accounts = by_account(outcomes);
+        let mut all = OutcomeCounts::default();
+        for account in &accounts {
+            all += account.totals;
+        }
         let mut failures: Vec<Failure> = outcomes
             .iter()
             .filter_map(|o| match &o.result {
@@ -400,11 +516,12 @@ impl EnforcementReport {
             journal,
             elapsed_seconds: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
             interrupted,
-            succeeded: applied + pending,
-            applied,
-            pending,
-            failed: failures.len(),
-            not_attempted: count(|r| matches!(r, ChangeResult::NotAttempted)),
+            succeeded: all.succeeded,
+            applied: all.applied,
+            pending: all.pending,
+            failed: all.failed,
+            not_attempted: all.not_attempted,
+            accounts,
             failures,
             verification,
         }
@@ -431,6 +548,9 @@ impl EnforcementReport {
             self.failed,
             self.not_attempted
         )?;
+        if !self.accounts.is_empty() {
+            writeln!(out, "{}", styled(Table::new(outcome_rows(&self.accounts))))?;
+        }
         if !self.failures.is_empty() {
             writeln!(out, "Failures:")?;
             writeln!(out, "{}", styled(Table::new(&self.failures)))?;

@@ -232,6 +232,27 @@ fn an_organization_sweep_enforces_every_included_reachable_account_and_no_other(
     let result = &documents[1];
     assert_eq!(result["succeeded"], 5);
     assert_eq!(result["failed"], 0);
+    let outcomes = result["accounts"].as_array().unwrap();
+    let succeeded: Vec<(&str, u64)> = outcomes
+        .iter()
+        .map(|a| (a["account_id"].as_str().unwrap(), a["totals"]["succeeded"].as_u64().unwrap()))
+        .collect();
+    let mut expected = vec![
+        (ACCOUNT, 1),
+        (org.prod_web.id.as_str(), 2),
+        (org.payments_app.id.as_str(), 1),
+        (org.sandbox.id.as_str(), 1),
+    ];
+    expected.sort();
+    assert_eq!(succeeded, expected, "the final report groups by account, sorted");
+    let prod_web = outcomes.iter().find(|a| a["account_id"] == org.prod_web.id.as_str()).unwrap();
+    let regions: Vec<(&str, u64)> = prod_web["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["region"].as_str().unwrap(), r["succeeded"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(regions, [("eu-west-1", 1), ("us-east-1", 1)]);
     let records = home.journal_records();
     for member in [&org.prod_web, &org.payments_app, &org.sandbox] {
         let lines = common::result_for(&records, &member.instance);

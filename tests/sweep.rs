@@ -104,6 +104,16 @@ fn yes_enforces_every_actionable_instance_and_keeps_other_options() {
     }
     assert_eq!(records.iter().filter(|r| r["event"] == "result").count(), 6);
     assert!(run.stdout.contains("6 succeeded"), "{}", run.stdout);
+    // The final report counts outcomes by region, with a subtotal for the account.
+    let rows = common::table_rows(&run.stdout);
+    for row in [
+        [ACCOUNT, "ap-southeast-2", "1", "1", "0", "0", "0"],
+        [ACCOUNT, "eu-west-1", "1", "0", "1", "0", "0"],
+        [ACCOUNT, "us-east-1", "4", "1", "3", "0", "0"],
+        [ACCOUNT, "all regions", "6", "2", "4", "0", "0"],
+    ] {
+        assert!(rows.contains(&row.map(str::to_owned).to_vec()), "{row:?} in {}", run.stdout);
+    }
     assert!(run.stdout.contains(journal.to_str().unwrap()), "the journal is named");
 }
 
@@ -147,6 +157,8 @@ fn text_report_shows_tables_and_summary() {
     assert!(out.starts_with("Mode: single account"), "the mode comes first:\n{out}");
     assert!(out.contains(&format!("account {ACCOUNT}")));
     assert!(out.contains("us-east-1: 7 instances, 4 to change"), "{out}");
+    let subtotal = "10 instances, 2 already enforced, 6 to change, 2 left alone";
+    assert!(out.contains(&format!("Account {ACCOUNT}: {subtotal}")), "{out}");
     assert!(out.contains(fleet.id("web-1")) && out.contains("needs-enforcement"));
     assert!(out.contains("Dry run: 6 instances would be changed"), "{out}");
 }

@@ -406,3 +406,12 @@ impl Run {
 pub fn result_for<'a>(records: &'a [Value], instance: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["event"] == "result" && r["instance_id"] == instance).collect()
 }
+
+/// The rows of every table in a text report, each as its trimmed cells.
+pub fn table_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with('│'))
+        .map(|line| line.trim_matches('│').split('│').map(|cell| cell.trim().to_owned()).collect())
+        .collect()
+}
