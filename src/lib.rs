@@ -149,6 +149,7 @@ async fn prepare(settings: &Settings, out: Output) -> Result<Prepared, Error> {
     };
     let configs = targets.iter().map(|t| (t.account_id.clone(), t.config.clone())).collect();
     let progress = Progress::start("scan", 0, Display::detect(out.quiet));
+    progress.expect_accounts(targets.len());
     let pace = ScanPace { pacer: &pacer, progress: &progress };
     let (scans, failed) = scan_accounts(targets, settings, mode.mode, pace).await?;
     drop(progress);
@@ -168,6 +169,7 @@ async fn scan_accounts(
     let results: Vec<_> = stream::iter(targets)
         .map(|target| async move {
             let scan = scan::scan_account(&target, &settings.regions, pace).await;
+            pace.progress.account_scanned();
             (target, scan)
         })
         .buffer_unordered(pace.pacer.pairs_at_once())

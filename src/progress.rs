@@ -16,6 +16,8 @@ struct Counts {
     done: AtomicUsize,
     found: AtomicUsize,
     failed: AtomicUsize,
+    accounts_total: AtomicUsize,
+    accounts_done: AtomicUsize,
 }
 
 /// Progress of one phase (scan or enforcement).
@@ -48,11 +50,6 @@ impl Display {
 }
 
 impl Progress {
-    /// Progress that shows nothing.
-    pub fn hidden() -> Progress {
-        Progress { phase: "", counts: Arc::default(), bar: None, ticker: None }
-    }
-
     /// Starts showing progress of `phase`; `total` may grow later with [`Progress::grow`].
     pub fn start(phase: &'static str, total: usize, display: Display) -> Progress {
         let counts = Arc::new(Counts::default());
@@ -73,6 +70,18 @@ impl Progress {
         }
     }
 
+    /// The scan covers `total` accounts.
+    pub fn expect_accounts(&self, total: usize) {
+        self.counts.accounts_total.store(total, Ordering::Relaxed);
+        self.refresh();
+    }
+
+    /// Every region of one account scanned (or the account given up).
+    pub fn account_scanned(&self) {
+        self.counts.accounts_done.fetch_add(1, Ordering::Relaxed);
+        self.refresh();
+    }
+
     /// One region scanned, with the instances it held.
     pub fn scanned(&self, instances: usize) {
         self.counts.found.fetch_add(instances, Ordering::Relaxed);
@@ -91,6 +100,12 @@ impl Progress {
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);
+        }
+        self.refresh();
+    }
+
+    fn refresh(&self) {
+        if let Some(bar) = &self.bar {
             bar.set_message(summary(self.phase, &self.counts));
         }
     }
@@ -119,10 +134,15 @@ fn bar(phase: &'static str, total: usize) -> ProgressBar {
 }
 
 fn summary(phase: &str, counts: &Counts) -> String {
-    let failed = counts.failed.load(Ordering::Relaxed);
+    let load = |n: &AtomicUsize| n.load(Ordering::Relaxed);
     match phase {
-        "scan" => format!("regions, {} instances found", counts.found.load(Ordering::Relaxed)),
-        _ => format!("changes, {failed} failed"),
+        "scan" => format!(
+            "regions of {}/{} accounts, {} instances found",
+            load(&counts.accounts_done),
+            load(&counts.accounts_total),
+            load(&counts.found)
+        ),
+        _ => format!("changes, {} failed", load(&counts.failed)),
     }
 }
 
@@ -134,5 +154,27 @@ async fn print_lines(phase: &'static str, counts: Arc<Counts>) {
         let done = counts.done.load(Ordering::Relaxed);
         let total = counts.total.load(Ordering::Relaxed);
         eprintln!("{phase}: {done}/{total} {}", summary(phase, &counts));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_accounts_regions_instances_and_failures() {
+        let scan = Progress::start("scan", 0, Display::Off);
+        scan.expect_accounts(3);
+        scan.grow(4);
+        scan.scanned(10);
+        scan.scanned(5);
+        scan.account_scanned();
+        assert_eq!(summary("scan", &scan.counts), "regions of 1/3 accounts, 15 instances found");
+        assert_eq!(scan.counts.done.load(Ordering::Relaxed), 2);
+
+        let enforce = Progress::start("enforce", 2, Display::Off);
+        enforce.changed(false);
+        enforce.changed(true);
+        assert_eq!(summary("enforce", &enforce.counts), "changes, 1 failed");
     }
 }
