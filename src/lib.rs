@@ -144,7 +144,9 @@ async fn prepare(settings: &Settings, out: Output) -> Result<Prepared, Error> {
     let (targets, mut skipped) = match mode.mode {
         ModeKind::SingleAccount => (vec![targets::caller_target(&session, None)], Vec::new()),
         ModeKind::Organization => {
-            targets::organization_targets(settings, &session, &organizations, &pacer).await?
+            let management = mode.management_account_id.as_deref();
+            targets::organization_targets(settings, &session, &organizations, &pacer, management)
+                .await?
         }
     };
     let configs = targets.iter().map(|t| (t.account_id.clone(), t.config.clone())).collect();

@@ -249,7 +249,7 @@ async fn prepare(
     let accounts: Vec<String> = groups.keys().map(|(a, _)| a.clone()).collect();
     for account in accounts.into_iter().collect::<BTreeSet<_>>() {
         let org_account = OrgAccount { id: account.clone(), name: None, state: "ACTIVE".into() };
-        match targets::enter(settings, &session, org_account).await {
+        match targets::enter(settings, &session, org_account, None).await {
             Ok(target) => {
                 configs.insert(account, target.config);
             }

@@ -24,19 +24,21 @@ pub fn caller_target(session: &Session, name: Option<String>) -> AccountTarget {
 }
 
 /// Lists the organization, applies the config's account and OU lists, and enters each
-/// selected account; accounts that cannot be entered are returned as skipped.
+/// selected account; accounts that cannot be entered are returned as skipped. `management`
+/// is the organization's management account, named in the hint when it cannot be entered.
 pub async fn organization_targets(
     settings: &Settings,
     session: &Session,
     organizations: &Organizations,
     pacer: &Pacer,
+    management: Option<&str>,
 ) -> Result<(Vec<AccountTarget>, Vec<SkippedAccount>), Error> {
     let all = organizations.accounts().await.map_err(Error::Organization)?;
     let ous = ou_members(settings, organizations).await?;
     let selection = accounts::select(&all, &settings.accounts, &ous);
 
     let reached: Vec<_> = stream::iter(selection.sweep)
-        .map(|account| pacer.run_global(enter(settings, session, account)))
+        .map(|account| pacer.run_global(enter(settings, session, account, management)))
         .buffer_unordered(settings.concurrency)
         .collect()
         .await;
@@ -76,6 +78,7 @@ pub async fn enter(
     settings: &Settings,
     session: &Session,
     account: OrgAccount,
+    management: Option<&str>,
 ) -> Result<AccountTarget, SkippedAccount> {
     if account.id == session.identity.account_id {
         return Ok(caller_target(session, account.name));
@@ -101,10 +104,17 @@ pub async fn enter(
             tracing::info!(account = %account.id, %error, "cannot assume role");
             let external =
                 if external_id.is_some() { " with the configured external id" } else { "" };
+            let lacking = if management == Some(account.id.as_str()) {
+                // A delegated administrator's sweep reaches the management account like any
+                // other, but Organizations never creates a role there.
+                "the management account has no"
+            } else {
+                "accounts invited into the organization have no"
+            };
             let hint = format!(
                 "the role {role_arn} must exist and trust {} for sts:AssumeRole{external} \
-                 (accounts invited into the organization have no {role} unless someone created \
-                 it; set another role with [[account]] role_name)",
+                 ({lacking} {role} unless someone created it; set another role with [[account]] \
+                 role_name, or leave the account out with [accounts] exclude)",
                 session.identity.arn
             );
             Err(SkippedAccount {

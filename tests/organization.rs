@@ -408,3 +408,43 @@ fn an_unknown_ou_is_a_configuration_error() {
     run.expect_code(2);
     assert!(run.stderr.contains("ou-zzzz-zzzzzzzz"), "{}", run.stderr);
 }
+
+#[test]
+fn a_delegated_administrator_sweeps_the_organization_and_is_told_about_the_management_role() {
+    let (emulator, home, org) = setup();
+    let orgs = organizations(&emulator);
+    emulator
+        .block_on(
+            orgs.register_delegated_administrator()
+                .account_id(&org.prod_web.id)
+                .service_principal("ssm.amazonaws.com")
+                .send(),
+        )
+        .unwrap();
+    deny_assume_role(&emulator, ACCOUNT, "OrganizationAccountAccessRole");
+    home.add_profile("delegated", &org.prod_web.credentials, &emulator.url);
+
+    let run = home.run(&["--profile", "delegated", "--yes", "--output", "json"]);
+    run.expect_code(4);
+    let report = &run.json()[0];
+    assert_eq!(report["mode"]["mode"], "organization");
+    let reason = report["mode"]["reason"].as_str().unwrap();
+    assert!(reason.contains("delegated administrator"), "{reason}");
+    let own = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account_id"] == org.prod_web.id.as_str())
+        .unwrap();
+    assert_eq!(own["access"]["type"], "caller_credentials");
+
+    let management = skipped(report, ACCOUNT);
+    assert_eq!(management["kind"], "unreachable");
+    let hint = management["hint"].as_str().unwrap();
+    assert!(hint.contains("the management account has no OrganizationAccountAccessRole"), "{hint}");
+    assert_eq!(emulator.options("us-west-2", &org.management_instance).tokens, "optional");
+    for member in [&org.prod_web, &org.payments_app, &org.excluded, &org.denied, &org.sandbox] {
+        assert_eq!(member.tokens(&emulator), "required", "account {}", member.id);
+    }
+    assert_eq!(org.closed.tokens(&emulator), "optional", "a suspended account is left alone");
+}
