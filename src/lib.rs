@@ -42,7 +42,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use futures_util::{StreamExt, stream};
 
 use crate::accounts::{SkipKind, SkippedAccount};
 use crate::cli::{Cli, Command};
@@ -130,11 +129,11 @@ async fn prepare(settings: &Settings, out: Output) -> Result<Prepared, Error> {
     let pacer = Pacer::new(settings.concurrency);
     let organizations = Organizations::new(&session.config);
     let visibility = if mode::needs_probe(settings.mode) {
-        Some(organizations.visibility().await.map_err(Error::Organization)?)
+        Some(organizations.visibility(&pacer).await.map_err(Error::Organization)?)
     } else {
         None
     };
-    let mode = mode::choose(settings.mode, &session.identity.account_id, visibility)?;
+    let mode = mode::choose(settings.mode, &session.identity.account_id, visibility.as_ref())?;
     out.notice(&mode.headline());
     out.notice(&format!(
         "Caller: {} (account {})",
@@ -144,9 +143,13 @@ async fn prepare(settings: &Settings, out: Output) -> Result<Prepared, Error> {
     let (targets, mut skipped) = match mode.mode {
         ModeKind::SingleAccount => (vec![targets::caller_target(&session, None)], Vec::new()),
         ModeKind::Organization => {
+            let all = match visibility {
+                Some(organization::Visibility::CanList { accounts, .. }) => accounts,
+                _ => Vec::new(),
+            };
             let management = mode.management_account_id.as_deref();
-            targets::organization_targets(settings, &session, &organizations, &pacer, management)
-                .await?
+            let org = targets::Org { api: &organizations, accounts: all, management };
+            targets::organization_targets(settings, &session, org, &pacer).await?
         }
     };
     let configs = targets.iter().map(|t| (t.account_id.clone(), t.config.clone())).collect();
@@ -160,24 +163,15 @@ async fn prepare(settings: &Settings, out: Output) -> Result<Prepared, Error> {
     Ok(Prepared { session, report, configs, pacer })
 }
 
-/// Scans the targets, a few accounts at a time. In single-account mode a failure to list
-/// regions is fatal; in organization mode it skips that account only.
+/// Scans the targets. In single-account mode a failure to list regions is fatal; in
+/// organization mode it skips that account only.
 async fn scan_accounts(
     targets: Vec<AccountTarget>,
     settings: &Settings,
     mode: ModeKind,
     pace: ScanPace<'_>,
 ) -> Result<(Vec<AccountScan>, Vec<SkippedAccount>), Error> {
-    let results: Vec<_> = stream::iter(targets)
-        .map(|target| async move {
-            let scan = scan::scan_account(&target, &settings.regions, pace).await;
-            pace.progress.account_scanned();
-            (target, scan)
-        })
-        .buffer_unordered(pace.pacer.pairs_at_once())
-        .collect()
-        .await;
-
+    let results = scan::scan_accounts(targets, &settings.regions, pace).await;
     let mut scans = Vec::new();
     let mut skipped = Vec::new();
     for (target, result) in results {

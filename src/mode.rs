@@ -63,13 +63,13 @@ pub fn needs_probe(setting: ModeSetting) -> bool {
 pub fn choose(
     setting: ModeSetting,
     caller_account: &str,
-    seen: Option<Visibility>,
+    seen: Option<&Visibility>,
 ) -> Result<Mode, Error> {
     let Some(seen) = seen.filter(|_| needs_probe(setting)) else {
         return Ok(Mode::single("single-account mode was asked for".into()));
     };
     let why_not = match seen {
-        Visibility::CanList { organization_id, management_account_id } => {
+        Visibility::CanList { organization_id, management_account_id, .. } => {
             let role = if management_account_id == caller_account {
                 "the management account"
             } else {
@@ -78,8 +78,8 @@ pub fn choose(
             return Ok(Mode {
                 mode: ModeKind::Organization,
                 reason: format!("account {caller_account} is {role} of {organization_id}"),
-                organization_id: Some(organization_id),
-                management_account_id: Some(management_account_id),
+                organization_id: Some(organization_id.clone()),
+                management_account_id: Some(management_account_id.clone()),
             });
         }
         Visibility::NotInOrganization => {
@@ -118,40 +118,41 @@ mod tests {
         Visibility::CanList {
             organization_id: "o-abc".into(),
             management_account_id: management.into(),
+            accounts: Vec::new(),
         }
     }
 
     #[test]
     fn the_management_account_gets_organization_mode() {
-        let mode = choose(ModeSetting::Auto, "111111111111", Some(can_list("111111111111")))
+        let mode = choose(ModeSetting::Auto, "111111111111", Some(&can_list("111111111111")))
             .expect("mode");
         assert_eq!(mode.mode, ModeKind::Organization);
         assert!(mode.reason.contains("management account of o-abc"), "{}", mode.reason);
-        let delegated = choose(ModeSetting::Auto, "222222222222", Some(can_list("111111111111")));
+        let delegated = choose(ModeSetting::Auto, "222222222222", Some(&can_list("111111111111")));
         assert!(delegated.expect("mode").reason.contains("delegated administrator"));
     }
 
     #[test]
     fn members_and_loners_fall_back_to_single_account_with_the_reason() {
         let member = Visibility::CannotList { organization_id: "o-abc".into(), error: denied() };
-        let mode = choose(ModeSetting::Auto, "222222222222", Some(member)).expect("mode");
+        let mode = choose(ModeSetting::Auto, "222222222222", Some(&member)).expect("mode");
         assert_eq!(mode.mode, ModeKind::SingleAccount);
         assert!(mode.reason.contains("member of o-abc") && mode.reason.contains("AccessDenied"));
         let alone =
-            choose(ModeSetting::Auto, "3", Some(Visibility::NotInOrganization)).expect("mode");
+            choose(ModeSetting::Auto, "3", Some(&Visibility::NotInOrganization)).expect("mode");
         assert!(alone.reason.contains("not in an organization"));
     }
 
     #[test]
     fn forcing_organization_mode_where_impossible_is_an_error_saying_why() {
-        let err = choose(ModeSetting::Organization, "3", Some(Visibility::NotInOrganization))
+        let err = choose(ModeSetting::Organization, "3", Some(&Visibility::NotInOrganization))
             .expect_err("impossible");
         assert!(err.to_string().contains("not in an organization"), "{err}");
     }
 
     #[test]
     fn forcing_single_account_mode_wins() {
-        let mode = choose(ModeSetting::SingleAccount, "1", Some(can_list("1"))).expect("mode");
+        let mode = choose(ModeSetting::SingleAccount, "1", Some(&can_list("1"))).expect("mode");
         assert_eq!(mode.mode, ModeKind::SingleAccount);
     }
 }

@@ -8,6 +8,7 @@ use aws_sdk_organizations::Client;
 use aws_sdk_organizations::types::Account;
 
 use crate::aws_error::ApiError;
+use crate::pacer::Pacer;
 
 /// An account as the organization lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +28,8 @@ pub enum Visibility {
     CannotDescribe(ApiError),
     /// A member account that may not list the organization's accounts.
     CannotList { organization_id: String, error: ApiError },
-    /// Management account or delegated administrator.
-    CanList { organization_id: String, management_account_id: String },
+    /// Management account or delegated administrator, with every account of the organization.
+    CanList { organization_id: String, management_account_id: String, accounts: Vec<OrgAccount> },
 }
 
 /// Organizations calls with the caller's credentials.
@@ -42,10 +43,16 @@ impl Organizations {
         Organizations { client: Client::new(config) }
     }
 
-    /// DescribeOrganization, then one page of ListAccounts: moto answers ListAccounts with
-    /// an empty list outside an organization, so the first call is what tells.
-    pub async fn visibility(&self) -> Result<Visibility, ApiError> {
-        let described = match self.client.describe_organization().send().await {
+    /// DescribeOrganization and ListAccounts at once, since an organization sweep needs the
+    /// list anyway: one round trip less before the first account is entered. Whether the
+    /// caller is in an organization is told by DescribeOrganization alone (moto answers
+    /// ListAccounts with an empty list outside one).
+    pub async fn visibility(&self, pacer: &Pacer) -> Result<Visibility, ApiError> {
+        let (described, listed) = tokio::join!(
+            pacer.run_global(self.client.describe_organization().send()),
+            pacer.run_global(self.accounts())
+        );
+        let described = match described {
             Ok(output) => output,
             Err(e) => {
                 let error = ApiError::from_sdk(&e);
@@ -62,21 +69,19 @@ impl Organizations {
         let organization_id = organization.and_then(|o| o.id()).unwrap_or_default().to_owned();
         let management_account_id =
             organization.and_then(|o| o.master_account_id()).unwrap_or_default().to_owned();
-        match self.client.list_accounts().max_results(1).send().await {
-            Ok(_) => Ok(Visibility::CanList { organization_id, management_account_id }),
-            Err(e) => {
-                let error = ApiError::from_sdk(&e);
-                if error.kind == crate::aws_error::ApiErrorKind::AccessDenied {
-                    Ok(Visibility::CannotList { organization_id, error })
-                } else {
-                    Err(error)
-                }
+        match listed {
+            Ok(accounts) => {
+                Ok(Visibility::CanList { organization_id, management_account_id, accounts })
             }
+            Err(error) if error.kind == crate::aws_error::ApiErrorKind::AccessDenied => {
+                Ok(Visibility::CannotList { organization_id, error })
+            }
+            Err(error) => Err(error),
         }
     }
 
-    /// Every account of the organization, in every state.
-    pub async fn accounts(&self) -> Result<Vec<OrgAccount>, ApiError> {
+    /// Every account of the organization, in every state, sorted by id.
+    async fn accounts(&self) -> Result<Vec<OrgAccount>, ApiError> {
         let mut pages = self.client.list_accounts().into_paginator().send();
         let mut accounts = Vec::new();
         while let Some(page) = pages.next().await {

@@ -91,6 +91,11 @@ impl Pacer {
         self.per_pair
     }
 
+    /// Requests in flight at most, in all.
+    pub fn global_cap(&self) -> usize {
+        self.global_cap
+    }
+
     /// How many account-regions (or accounts) to work on at once to keep the global cap busy,
     /// with room for some of them waiting on a bucket. Bounding this bounds memory: every
     /// queued call is a live future.

@@ -1,4 +1,4 @@
-//! The scanner: one account's regions, every instance's metadata options, classified.
+//! The scanner: every account's regions, every instance's metadata options, classified.
 //! It takes an account's credentials and knows nothing of how they were obtained.
 
 use std::sync::Arc;
@@ -69,36 +69,100 @@ pub struct ScanPace<'a> {
     pub progress: &'a Progress,
 }
 
-/// Scans every region of `target` that `filter` allows.
-pub async fn scan_account(
+/// Scans every region that `filter` allows in every target, returning each target with its
+/// scan (or why it could not be scanned), in the targets' order.
+///
+/// Region discovery runs for every account at once; then every account-region of the sweep
+/// goes through one stream, as many at a time as the pacer lets in flight, so that neither a
+/// large account nor many small ones leave the global cap idle, and the futures alive at once
+/// stay bounded by that cap rather than by the size of the organization.
+pub async fn scan_accounts(
+    targets: Vec<AccountTarget>,
+    filter: &RegionFilter,
+    pace: ScanPace<'_>,
+) -> Vec<(AccountTarget, Result<AccountScan, ScanError>)> {
+    let discovered: Vec<Result<Discovered, ScanError>> = stream::iter(&targets)
+        .map(|target| discover(target, filter, pace))
+        .buffered(pace.pacer.global_cap())
+        .collect()
+        .await;
+
+    let mut remaining: Vec<usize> = Vec::with_capacity(targets.len());
+    let mut pairs = Vec::new();
+    for (index, found) in discovered.iter().enumerate() {
+        let regions = found.as_ref().map_or(&[][..], |d| &d.scan[..]);
+        remaining.push(regions.len());
+        pairs.extend(regions.iter().map(|region| (index, region.clone())));
+        if regions.is_empty() {
+            pace.progress.account_scanned();
+        }
+    }
+    pace.progress.grow(pairs.len());
+
+    let mut results: Vec<Vec<Result<RegionScan, SkippedRegion>>> =
+        targets.iter().map(|_| Vec::new()).collect();
+    let accounts = &targets;
+    let mut scans =
+        stream::iter(pairs)
+            .map(|(index, region)| async move {
+                (index, scan_region(&accounts[index], pace, region).await)
+            })
+            .buffer_unordered(pace.pacer.global_cap());
+    while let Some((index, result)) = scans.next().await {
+        results[index].push(result);
+        remaining[index] -= 1;
+        if remaining[index] == 0 {
+            pace.progress.account_scanned();
+        }
+    }
+    drop(scans);
+
+    targets
+        .into_iter()
+        .zip(discovered)
+        .zip(results)
+        .map(|((target, found), regions)| {
+            let scan = found.map(|found| assemble(&target, found.not_enabled, regions));
+            (target, scan)
+        })
+        .collect()
+}
+
+/// An account's regions: those to scan, and those named by the user but not enabled.
+struct Discovered {
+    scan: Vec<String>,
+    not_enabled: Vec<String>,
+}
+
+async fn discover(
     target: &AccountTarget,
     filter: &RegionFilter,
     pace: ScanPace<'_>,
-) -> Result<AccountScan, ScanError> {
+) -> Result<Discovered, ScanError> {
     let home = target.config.region().map_or("us-east-1", |r| r.as_ref());
     let all = Ec2::new(&target.config, pace.pacer, &target.account_id, home)
         .regions()
         .await
         .map_err(ScanError::Regions)?;
     let selection = regions::select(&all, filter).map_err(ScanError::UnknownRegion)?;
+    Ok(Discovered { scan: selection.scan, not_enabled: selection.not_enabled })
+}
 
-    let mut skipped: Vec<SkippedRegion> = selection
-        .not_enabled
+/// One account's scan from its regions' results, sorted by region.
+fn assemble(
+    target: &AccountTarget,
+    not_enabled: Vec<String>,
+    results: Vec<Result<RegionScan, SkippedRegion>>,
+) -> AccountScan {
+    let mut skipped: Vec<SkippedRegion> = not_enabled
         .into_iter()
         .map(|region| {
-            info!(%region, "skipping region: not enabled for this account");
+            info!(account = %target.account_id, %region, "skipping region: not enabled");
             SkippedRegion { region, reason: "not enabled for this account".into(), error: None }
         })
         .collect();
-    pace.progress.grow(selection.scan.len());
-    let scans: Vec<_> = stream::iter(selection.scan)
-        .map(|region| scan_region(target, pace, region))
-        .buffer_unordered(pace.pacer.per_pair())
-        .collect()
-        .await;
-
     let mut scanned = Vec::new();
-    for result in scans {
+    for result in results {
         match result {
             Ok(region) => scanned.push(region),
             Err(skip) => skipped.push(skip),
@@ -106,13 +170,13 @@ pub async fn scan_account(
     }
     scanned.sort_by(|a, b| a.region.cmp(&b.region));
     skipped.sort_by(|a, b| a.region.cmp(&b.region));
-    Ok(AccountScan {
+    AccountScan {
         account_id: target.account_id.clone(),
         name: target.name.clone(),
         access: target.access.clone(),
         regions: scanned,
         skipped_regions: skipped,
-    })
+    }
 }
 
 async fn scan_region(

@@ -23,19 +23,26 @@ pub fn caller_target(session: &Session, name: Option<String>) -> AccountTarget {
     }
 }
 
-/// Lists the organization, applies the config's account and OU lists, and enters each
-/// selected account; accounts that cannot be entered are returned as skipped. `management`
-/// is the organization's management account, named in the hint when it cannot be entered.
+/// The organization as the mode decision found it.
+pub struct Org<'a> {
+    pub api: &'a Organizations,
+    /// Every account of the organization, in every state.
+    pub accounts: Vec<OrgAccount>,
+    /// The management account, named in the hint when it cannot be entered.
+    pub management: Option<&'a str>,
+}
+
+/// Applies the config's account and OU lists to the organization's accounts and enters each
+/// selected account; accounts that cannot be entered are returned as skipped.
 pub async fn organization_targets(
     settings: &Settings,
     session: &Session,
-    organizations: &Organizations,
+    org: Org<'_>,
     pacer: &Pacer,
-    management: Option<&str>,
 ) -> Result<(Vec<AccountTarget>, Vec<SkippedAccount>), Error> {
-    let all = organizations.accounts().await.map_err(Error::Organization)?;
-    let ous = ou_members(settings, organizations).await?;
-    let selection = accounts::select(&all, &settings.accounts, &ous);
+    let ous = ou_members(settings, org.api).await?;
+    let selection = accounts::select(&org.accounts, &settings.accounts, &ous);
+    let management = org.management;
 
     let reached: Vec<_> = stream::iter(selection.sweep)
         .map(|account| pacer.run_global(enter(settings, session, account, management)))

@@ -448,3 +448,19 @@ fn a_delegated_administrator_sweeps_the_organization_and_is_told_about_the_manag
     }
     assert_eq!(org.closed.tokens(&emulator), "optional", "a suspended account is left alone");
 }
+
+#[test]
+fn concurrency_one_keeps_one_call_in_flight_and_the_default_many() {
+    let (emulator, home, _org) = setup();
+    // A little latency, so that calls sent together are seen together.
+    emulator.control("POST", "latency", Some(json!({"ms": 20, "jitter_ms": 0})));
+    let peak = |args: &[&str]| {
+        emulator.control("DELETE", "requests", None);
+        let mut all = vec!["--profile", PROFILE, "--dry-run", "--output", "json"];
+        all.extend_from_slice(args);
+        home.run(&all).expect_code(0);
+        emulator.control("GET", "stats", None)["in_flight_peak"].as_u64().unwrap()
+    };
+    assert_eq!(peak(&["--concurrency", "1"]), 1);
+    assert!(peak(&[]) > 8, "the default sweeps many account-regions at once");
+}

@@ -476,11 +476,16 @@ class Bound:
 def prefix_calls(counts: dict[str, int]) -> int:
     """Sequential calls before any account is scanned: GetCallerIdentity and Organizations.
 
-    The tool identifies the caller, then probes and lists the organization one
-    call after another (DescribeOrganization, ListAccounts pages).
+    The tool identifies the caller, then sends DescribeOrganization alongside the
+    ListAccounts pages (which follow one another), then any OU listing calls.
     """
-    return counts.get("sts:GetCallerIdentity", 0) + sum(
-        n for key, n in counts.items() if key.startswith("organizations:")
+    organizations = {
+        key: n for key, n in counts.items() if key.startswith("organizations:")
+    }
+    described = organizations.pop("organizations:DescribeOrganization", 0)
+    listed = organizations.pop("organizations:ListAccounts", 0)
+    return counts.get("sts:GetCallerIdentity", 0) + max(described, listed) + sum(
+        organizations.values()
     )
 
 

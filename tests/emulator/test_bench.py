@@ -31,9 +31,13 @@ ORG_COUNTS = {
 }
 
 
-def test_prefix_is_the_identity_check_and_every_organizations_call():
-    assert prefix_calls(ORG_COUNTS) == 4
+def test_prefix_is_the_identity_check_then_the_organization_described_while_listed():
+    # DescribeOrganization goes alongside the two ListAccounts pages.
+    assert prefix_calls(ORG_COUNTS) == 3
     assert prefix_calls({"sts:GetCallerIdentity": 1, "organizations:DescribeOrganization": 1}) == 2
+    # OU listing comes after the accounts are listed.
+    with_ous = {**ORG_COUNTS, "organizations:ListOrganizationalUnitsForParent": 2}
+    assert prefix_calls(with_ous) == 5
 
 
 def test_critical_path_of_a_member_pair_within_the_burst():
