@@ -2,7 +2,7 @@
 //! before its request leaves and its outcome right after. The [`Pacer`] decides how many
 //! changes are in flight; Ctrl-C stops new ones while those in flight finish.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -69,27 +69,20 @@ impl Enforcer<'_> {
             }
         }
 
-        let mut groups: BTreeMap<(String, String), Vec<Change>> = BTreeMap::new();
-        for change in changes {
-            let key = (change.account_id.clone(), change.region.clone());
-            groups.entry(key).or_default().push(change);
-        }
-        let per_pair = self.pacer.per_pair();
+        // One stream for the whole sweep, its window twice the global cap: wide enough to keep
+        // every place in flight busy, bounded whatever the size of the sweep, and spread over
+        // as many account-regions (so token buckets) as it can hold.
         let (broken_ref, error_ref) = (&broken, &first_error);
-        let groups: Vec<Vec<Outcome>> = stream::iter(groups)
-            .map(|(key, changes)| {
-                let ec2 = clients.get(&key);
+        let clients = &clients;
+        let mut outcomes: Vec<Outcome> = stream::iter(interleave(changes))
+            .map(|change| {
+                let key = (change.account_id.clone(), change.region.clone());
                 let span = info_span!("enforce", account = %key.0, region = %key.1);
-                stream::iter(changes)
-                    .map(move |change| self.apply_one(ec2, change, broken_ref, error_ref))
-                    .buffer_unordered(per_pair)
-                    .collect::<Vec<_>>()
-                    .instrument(span)
+                self.apply_one(clients.get(&key), change, broken_ref, error_ref).instrument(span)
             })
-            .buffer_unordered(self.pacer.pairs_at_once())
+            .buffer_unordered(self.pacer.global_cap() * 2)
             .collect()
             .await;
-        let mut outcomes: Vec<Outcome> = groups.into_iter().flatten().collect();
 
         outcomes.sort_by(|a, b| sort_key(&a.change).cmp(&sort_key(&b.change)));
         let error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -145,6 +138,26 @@ impl Enforcer<'_> {
     }
 }
 
+/// The changes taken round-robin from each account-region in turn, each pair's in their
+/// order. Grouped by pair instead, a window of them would hold one or two pairs at a time,
+/// each bound by its bucket's 5 modifications a second, while every other pair waited.
+fn interleave(changes: Vec<Change>) -> Vec<Change> {
+    let total = changes.len();
+    let mut pairs: BTreeMap<(String, String), VecDeque<Change>> = BTreeMap::new();
+    for change in changes {
+        let key = (change.account_id.clone(), change.region.clone());
+        pairs.entry(key).or_default().push_back(change);
+    }
+    let mut order = Vec::with_capacity(total);
+    while !pairs.is_empty() {
+        pairs.retain(|_, queue| {
+            order.extend(queue.pop_front());
+            !queue.is_empty()
+        });
+    }
+    order
+}
+
 fn not_attempted(change: Change) -> Outcome {
     Outcome { change, result: ChangeResult::NotAttempted }
 }
@@ -160,5 +173,36 @@ fn log_result(change: &Change, result: &ChangeResult) {
         other => {
             info!(%instance, result = ?other, tokens = %change.http_tokens_after, "HttpTokens set")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(account: &str, region: &str, instance: &str) -> Change {
+        Change {
+            account_id: account.into(),
+            region: region.into(),
+            instance_id: instance.into(),
+            name: None,
+            http_tokens_before: "optional".into(),
+            http_tokens_after: "required".into(),
+        }
+    }
+
+    #[test]
+    fn changes_alternate_between_account_regions_until_each_runs_out() {
+        let changes = vec![
+            change("1", "eu-west-1", "i-a1"),
+            change("1", "eu-west-1", "i-a2"),
+            change("1", "eu-west-1", "i-a3"),
+            change("1", "us-east-1", "i-b1"),
+            change("2", "eu-west-1", "i-c1"),
+            change("2", "eu-west-1", "i-c2"),
+        ];
+        let order: Vec<String> = interleave(changes).into_iter().map(|c| c.instance_id).collect();
+        assert_eq!(order, ["i-a1", "i-b1", "i-c1", "i-a2", "i-c2", "i-a3"]);
+        assert!(interleave(Vec::new()).is_empty());
     }
 }

@@ -86,21 +86,9 @@ impl Pacer {
         call.await
     }
 
-    /// Requests in flight per account-region at most.
-    pub fn per_pair(&self) -> usize {
-        self.per_pair
-    }
-
     /// Requests in flight at most, in all.
     pub fn global_cap(&self) -> usize {
         self.global_cap
-    }
-
-    /// How many account-regions (or accounts) to work on at once to keep the global cap busy,
-    /// with room for some of them waiting on a bucket. Bounding this bounds memory: every
-    /// queued call is a live future.
-    pub fn pairs_at_once(&self) -> usize {
-        (self.global_cap / self.per_pair).max(1) * 2
     }
 
     /// Holds one of the global places while `call` runs (for calls outside EC2's buckets).

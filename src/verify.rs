@@ -63,7 +63,10 @@ pub async fn verify(
         }
     }
 
-    // Read every account-region back at once (as far as the pacer allows), then check in order.
+    // Read the account-regions back as many at a time as calls may be in flight (each has one
+    // at a time, and holds a client), then check in order. With --wait they all poll against one deadline, so that a sweep of many
+    // pairs waits --wait-timeout in all, not that long for each batch of pairs.
+    let deadline = wait.map(|w| Instant::now() + w);
     let reads: Vec<_> = stream::iter(groups)
         .map(|((account, region), indices)| {
             let ids: Vec<String> =
@@ -73,14 +76,14 @@ pub async fn verify(
                 let found = match config {
                     Some(config) => {
                         let ec2 = Ec2::new(config, pacer, &account, &region);
-                        Some(read_back(&ec2, &ids, wait).await)
+                        Some(read_back(&ec2, &ids, deadline).await)
                     }
                     None => None,
                 };
                 (account, region, indices, found)
             }
         })
-        .buffer_unordered(pacer.pairs_at_once())
+        .buffer_unordered(pacer.global_cap())
         .collect()
         .await;
 
@@ -112,13 +115,12 @@ pub async fn verify(
     verification
 }
 
-/// Reads the instances; with `wait`, again until none of the running ones is pending.
+/// Reads the instances; with a deadline, again until none of the running ones is pending.
 async fn read_back(
     ec2: &Ec2,
     ids: &[String],
-    wait: Option<Duration>,
+    deadline: Option<Instant>,
 ) -> Result<BTreeMap<String, InstanceRecord>, crate::aws_error::ApiError> {
-    let deadline = wait.map(|w| Instant::now() + w);
     loop {
         let found: BTreeMap<String, InstanceRecord> = ec2
             .instances_by_id(ids)
