@@ -16,12 +16,15 @@ pub struct Output {
 
 impl Output {
     /// A line for people: part of the text report, or a note on stderr beside JSON.
+    ///
+    /// A closed stdout (`| head`) is not an error here: the next report written there fails
+    /// and stops the run before any change, while `println!` would panic.
     pub fn notice(&self, line: &str) {
-        match self.format {
-            OutputFormat::Text => println!("{line}"),
-            OutputFormat::Json if !self.quiet => eprintln!("{line}"),
-            OutputFormat::Json => {}
-        }
+        let _ = match self.format {
+            OutputFormat::Text => writeln!(std::io::stdout(), "{line}"),
+            OutputFormat::Json if !self.quiet => writeln!(std::io::stderr(), "{line}"),
+            OutputFormat::Json => Ok(()),
+        };
     }
 
     /// Prints a report: `text` renders it for people, `json` is serialised as one line.

@@ -244,18 +244,28 @@ async fn prepare(
         groups.entry(key).or_default().push(candidate);
     }
 
+    // Every account is entered at once (as far as the pacer allows), as a sweep does.
+    let accounts: BTreeSet<String> = groups.keys().map(|(a, _)| a.clone()).collect();
+    let session_ref = &session;
+    let entered: Vec<_> = stream::iter(accounts)
+        .map(|account| {
+            let org_account = OrgAccount { id: account, name: None, state: "ACTIVE".into() };
+            pacer.run_global(targets::enter(settings, session_ref, org_account, None))
+        })
+        .buffer_unordered(settings.concurrency)
+        .collect()
+        .await;
     let mut configs = BTreeMap::new();
     let mut left_alone = Vec::new();
-    let accounts: Vec<String> = groups.keys().map(|(a, _)| a.clone()).collect();
-    for account in accounts.into_iter().collect::<BTreeSet<_>>() {
-        let org_account = OrgAccount { id: account.clone(), name: None, state: "ACTIVE".into() };
-        match targets::enter(settings, &session, org_account, None).await {
+    for result in entered {
+        match result {
             Ok(target) => {
-                configs.insert(account, target.config);
+                configs.insert(target.account_id, target.config);
             }
             Err(skipped) => {
                 let reason = format!("account unreachable: {}", skipped.reason);
-                for ((_, region), members) in groups.iter().filter(|((a, _), _)| *a == account) {
+                let account = &skipped.account_id;
+                for ((_, region), members) in groups.iter().filter(|((a, _), _)| a == account) {
                     left_alone.extend(members.iter().map(|c| leave(c, region, &reason)));
                 }
             }

@@ -464,3 +464,47 @@ fn concurrency_one_keeps_one_call_in_flight_and_the_default_many() {
     assert_eq!(peak(&["--concurrency", "1"]), 1);
     assert!(peak(&[]) > 8, "the default sweeps many account-regions at once");
 }
+
+#[test]
+fn an_organization_sweep_is_reverted_in_every_account_and_an_unreachable_one_later() {
+    let (emulator, home, org) = setup();
+    let journal = home.journal();
+    let journal = journal.to_str().unwrap();
+    home.run(&["--profile", PROFILE, "--yes", "--journal", journal]).expect_code(0);
+    let members = [&org.prod_web, &org.payments_app, &org.excluded, &org.denied, &org.sandbox];
+    for member in members {
+        assert_eq!(member.tokens(&emulator), "required", "account {}", member.id);
+    }
+
+    // The revert enters every member account again; one of them now refuses.
+    deny_assume_role(&emulator, &org.payments_app.id, "OrganizationAccountAccessRole");
+    let first = home.run(&["revert", journal, "--profile", PROFILE, "--yes"]);
+    first.expect_code(4);
+    assert!(first.stdout.contains("6 instances to restore, 1 left alone"), "{}", first.stdout);
+    assert!(first.stdout.contains("account unreachable"), "{}", first.stdout);
+    assert_eq!(org.payments_app.tokens(&emulator), "required", "its account was unreachable");
+    for member in [&org.prod_web, &org.excluded, &org.denied, &org.sandbox] {
+        assert_eq!(member.tokens(&emulator), "optional", "account {} restored", member.id);
+    }
+    assert_eq!(emulator.options("us-west-2", &org.management_instance).tokens, "optional");
+    assert_eq!(org.closed.tokens(&emulator), "optional", "never touched");
+
+    emulator.control("DELETE", "faults", None);
+    let second = home.run(&["revert", journal, "--profile", PROFILE, "--yes"]);
+    second.expect_code(0);
+    assert!(
+        second
+            .stdout
+            .contains("1 instances to restore, 0 left alone, 6 restored by an earlier revert"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(org.payments_app.tokens(&emulator), "optional");
+    let records = home.journal_records();
+    let restored_accounts: std::collections::BTreeSet<&str> = records
+        .iter()
+        .filter(|r| r["event"] == "result" && r["http_tokens_after"] == "optional")
+        .map(|r| r["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(restored_accounts.len(), 6, "the management account and five members");
+}
