@@ -361,9 +361,20 @@ async fn check_group(
             None if !current.contains_key(&candidate.instance_id) => {
                 checked.left_alone.push(leave(&candidate, region, "the instance no longer exists"));
             }
-            Some(value) if value == candidate.before && restored.contains(&key) => {
-                let reason = format!("already {value} again: restored by an earlier revert");
-                checked.already_restored.push(leave(&candidate, region, &reason));
+            // Restored once: never touched again. A value other than the restored one was
+            // set by someone since, even when it equals what the run had set.
+            Some(value) if restored.contains(&key) => {
+                if value == candidate.before {
+                    let reason = format!("already {value} again: restored by an earlier revert");
+                    checked.already_restored.push(leave(&candidate, region, &reason));
+                } else {
+                    let reason = format!(
+                        "HttpTokens is now {value}, not the {} an earlier revert restored: \
+                         changed since by someone else",
+                        candidate.before
+                    );
+                    checked.left_alone.push(leave(&candidate, region, &reason));
+                }
             }
             Some(value) if value == candidate.after => checked.changes.push(Change {
                 account_id: candidate.account_id,
@@ -434,10 +445,30 @@ impl RevertPlan {
         }
         if !self.left_alone.is_empty() {
             writeln!(out, "Left alone:")?;
-            writeln!(out, "{}", Table::new(&self.left_alone).with(Style::sharp()))?;
+            writeln!(out, "{}", Table::new(grouped(&self.left_alone)).with(Style::sharp()))?;
         }
         Ok(())
     }
+}
+
+/// The instances left alone for one reason in one account-region: one row, the reason once,
+/// however many instances an unreachable account or an enforcing region holds.
+fn grouped(left_alone: &[LeftAlone]) -> Vec<LeftAlone> {
+    let mut groups: Vec<LeftAlone> = Vec::new();
+    for entry in left_alone {
+        let same = |g: &&mut LeftAlone| {
+            (&g.account_id, &g.region, &g.reason)
+                == (&entry.account_id, &entry.region, &entry.reason)
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(group) => {
+                group.instance_id.push('\n');
+                group.instance_id.push_str(&entry.instance_id);
+            }
+            None => groups.push(entry.clone()),
+        }
+    }
+    groups
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ fn revert_where_the_account_enforces_imdsv2_says_so_once() {
 
     let run = home.run(&["revert", &journal, "--profile", PROFILE, "--yes"]);
     run.expect_code(4);
-    assert!(run.stdout.contains("enforces IMDSv2 in us-east-1"), "{}", run.stdout);
+    assert_eq!(run.stdout.matches("enforces IMDSv2 in us-east-1").count(), 1, "{}", run.stdout);
     assert!(run.stdout.contains("IMDSv2 is mandatory"), "{}", run.stdout);
     assert_eq!(emulator.requests("ec2:ModifyInstanceMetadataOptions"), 1, "only eu-west-1");
     for (region, id) in &fleet.changed {
@@ -165,4 +165,44 @@ fn a_second_revert_finishes_what_the_first_left_and_repeats_nothing() {
     third.expect_code(0);
     assert!(third.stdout.contains("Nothing to revert."), "{}", third.stdout);
     assert_eq!(emulator.requests("ec2:ModifyInstanceMetadataOptions"), 1, "nothing repeated");
+}
+
+#[test]
+fn an_instance_enforced_again_after_an_earlier_revert_is_left_alone() {
+    let (emulator, home, fleet) = setup();
+    let journal = sweep(&home);
+    let (region, stuck) = fleet.changed[1].clone();
+    emulator.fault(json!({
+        "service": "ec2", "action": "ModifyInstanceMetadataOptions", "params": {"InstanceId": stuck},
+        "status": 400, "code": "UnauthorizedOperation", "message": "not now", "times": 1
+    }));
+    home.run(&["revert", &journal, "--profile", PROFILE, "--yes"]).expect_code(4);
+
+    // Someone enforces a restored instance again: the run's value, but not the run's doing.
+    let (enforced_region, enforced) = &fleet.changed[0];
+    emulator
+        .block_on(
+            emulator
+                .ec2(enforced_region)
+                .modify_instance_metadata_options()
+                .instance_id(enforced)
+                .http_tokens(aws_sdk_ec2::types::HttpTokensState::Required)
+                .send(),
+        )
+        .unwrap();
+    emulator.control("DELETE", "requests", None);
+
+    let second = home.run(&["revert", &journal, "--profile", PROFILE, "--yes"]);
+    second.expect_code(4);
+    assert!(
+        second
+            .stdout
+            .contains("1 instances to restore, 1 left alone, 2 restored by an earlier revert"),
+        "{}",
+        second.stdout
+    );
+    assert!(second.stdout.contains("changed since by someone else"), "{}", second.stdout);
+    assert_eq!(emulator.requests("ec2:ModifyInstanceMetadataOptions"), 1, "only the stuck one");
+    assert_eq!(emulator.options(enforced_region, enforced).tokens, "required", "left alone");
+    assert_eq!(emulator.options(region, &stuck).tokens, "optional", "finished");
 }
