@@ -19,6 +19,8 @@ pub enum SkipKind {
     NotActive,
     /// Included by id in the config, but not an account of the organization.
     NotInOrganization,
+    /// Included by id in the config, but a single-account sweep reaches only the caller's.
+    OutOfReach,
     /// Its role could not be assumed.
     Unreachable,
     /// Reached, but its regions could not be listed.
@@ -43,7 +45,10 @@ impl SkippedAccount {
     pub fn is_error(&self) -> bool {
         matches!(
             self.kind,
-            SkipKind::NotInOrganization | SkipKind::Unreachable | SkipKind::ScanFailed
+            SkipKind::NotInOrganization
+                | SkipKind::OutOfReach
+                | SkipKind::Unreachable
+                | SkipKind::ScanFailed
         )
     }
 
@@ -64,6 +69,18 @@ impl SkippedAccount {
 pub struct Selection {
     pub sweep: Vec<OrgAccount>,
     pub skipped: Vec<SkippedAccount>,
+    /// Ids of `[accounts] exclude` that are none of the accounts considered: in organization
+    /// mode most likely a typo, which would leave the account meant in the sweep.
+    pub unknown_excluded: Vec<String>,
+}
+
+/// Which accounts a sweep can reach at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Every account of the organization.
+    Organization,
+    /// The caller's own account only (single-account mode).
+    CallerOnly,
 }
 
 /// OU restrictions, already expanded to account ids (nested OUs included).
@@ -78,7 +95,7 @@ pub struct OuMembers {
 ///
 /// An account is in scope when nothing is included, or when it is included by id or lies in
 /// an included OU; exclusion by id or OU wins over both. Only ACTIVE accounts are swept.
-pub fn select(all: &[OrgAccount], accounts: &IdFilter, ous: &OuMembers) -> Selection {
+pub fn select(all: &[OrgAccount], accounts: &IdFilter, ous: &OuMembers, reach: Reach) -> Selection {
     let mut selection = Selection::default();
     let nothing_included = accounts.include.is_empty() && ous.included.is_none();
     for account in all {
@@ -100,17 +117,23 @@ pub fn select(all: &[OrgAccount], accounts: &IdFilter, ous: &OuMembers) -> Selec
             selection.sweep.push(account.clone());
         }
     }
-    for id in &accounts.include {
-        if !all.iter().any(|a| &a.id == id) {
-            let missing = OrgAccount { id: id.clone(), name: None, state: String::new() };
-            let reason = "included by [accounts] include, but not an account of this organization";
-            selection.skipped.push(SkippedAccount::new(
-                &missing,
-                SkipKind::NotInOrganization,
-                reason.into(),
-            ));
-        }
+    let known = |id: &String| all.iter().any(|a| &a.id == id);
+    let (kind, reason) = match reach {
+        Reach::Organization => (
+            SkipKind::NotInOrganization,
+            "included by [accounts] include, but not an account of this organization",
+        ),
+        Reach::CallerOnly => (
+            SkipKind::OutOfReach,
+            "included by [accounts] include, but a single-account sweep reaches only the \
+             caller's account",
+        ),
+    };
+    for id in accounts.include.iter().filter(|id| !known(id)) {
+        let missing = OrgAccount { id: id.clone(), name: None, state: String::new() };
+        selection.skipped.push(SkippedAccount::new(&missing, kind, reason.into()));
     }
+    selection.unknown_excluded = accounts.exclude.iter().filter(|id| !known(id)).cloned().collect();
     selection
 }
 
@@ -148,7 +171,8 @@ mod tests {
 
     #[test]
     fn every_active_account_by_default_and_others_listed_with_their_state() {
-        let selection = select(&org(), &IdFilter::default(), &OuMembers::default());
+        let selection =
+            select(&org(), &IdFilter::default(), &OuMembers::default(), Reach::Organization);
         assert_eq!(swept(&selection), ["111111111111", "222222222222", "444444444444"]);
         assert_eq!(skipped(&selection), [("333333333333", SkipKind::NotActive)]);
         assert!(selection.skipped[0].reason.contains("SUSPENDED"));
@@ -161,7 +185,7 @@ mod tests {
             include: ids(&["111111111111", "222222222222"]),
             exclude: ids(&["222222222222"]),
         };
-        let selection = select(&org(), &filter, &OuMembers::default());
+        let selection = select(&org(), &filter, &OuMembers::default(), Reach::Organization);
         assert_eq!(swept(&selection), ["111111111111"]);
         assert_eq!(skipped(&selection), [("222222222222", SkipKind::Excluded)]);
     }
@@ -173,15 +197,41 @@ mod tests {
             included: Some(["222222222222", "444444444444"].map(String::from).into()),
             excluded: ["444444444444".to_string()].into(),
         };
-        let selection = select(&org(), &filter, &ous);
+        let selection = select(&org(), &filter, &ous, Reach::Organization);
         assert_eq!(swept(&selection), ["111111111111", "222222222222"]);
         assert_eq!(skipped(&selection), [("444444444444", SkipKind::Excluded)]);
     }
 
     #[test]
+    fn excluded_ids_that_match_no_account_are_named() {
+        let filter = IdFilter { include: vec![], exclude: ids(&["222222222222", "222222222223"]) };
+        let selection = select(&org(), &filter, &OuMembers::default(), Reach::Organization);
+        assert_eq!(selection.unknown_excluded, ["222222222223"]);
+        assert_eq!(
+            skipped(&selection),
+            [("222222222222", SkipKind::Excluded), ("333333333333", SkipKind::NotActive)]
+        );
+    }
+
+    #[test]
+    fn a_single_account_sweep_honours_the_account_lists() {
+        let caller = &org()[..1];
+        let excluded = IdFilter { include: vec![], exclude: ids(&["111111111111"]) };
+        let selection = select(caller, &excluded, &OuMembers::default(), Reach::CallerOnly);
+        assert!(selection.sweep.is_empty());
+        assert_eq!(skipped(&selection), [("111111111111", SkipKind::Excluded)]);
+
+        let elsewhere = IdFilter { include: ids(&["444444444444"]), exclude: vec![] };
+        let selection = select(caller, &elsewhere, &OuMembers::default(), Reach::CallerOnly);
+        assert!(selection.sweep.is_empty(), "the caller's account is not included");
+        assert_eq!(skipped(&selection), [("444444444444", SkipKind::OutOfReach)]);
+        assert!(selection.skipped[0].is_error());
+    }
+
+    #[test]
     fn an_included_account_outside_the_organization_is_reported() {
         let filter = IdFilter { include: ids(&["999999999999"]), exclude: vec![] };
-        let selection = select(&org(), &filter, &OuMembers::default());
+        let selection = select(&org(), &filter, &OuMembers::default(), Reach::Organization);
         assert!(selection.sweep.is_empty());
         assert_eq!(skipped(&selection), [("999999999999", SkipKind::NotInOrganization)]);
         assert!(selection.skipped[0].is_error());

@@ -75,6 +75,20 @@ pub enum Error {
     UnknownOu { ou: String, error: ApiError },
 
     #[error(
+        "config file {path}: `accounts.exclude` names {account}, which is not an account of \
+         organization {organization}; correct the id (the account meant would be swept) or \
+         remove it"
+    )]
+    UnknownExcludedAccount { path: String, account: String, organization: String },
+
+    #[error(
+        "config file {path}: [organizational_units] needs organization mode, but this sweep \
+         covers one account ({reason}); remove the OU lists, or run with the management \
+         account's or a delegated administrator's credentials"
+    )]
+    OusNeedOrganization { path: String, reason: String },
+
+    #[error(
         "stdin is not a terminal, so the confirmation cannot be asked; pass --yes to apply \
          without a prompt, or --dry-run to only report"
     )]
@@ -104,6 +118,8 @@ impl Error {
             | Error::ProfileFiles(_)
             | Error::UnknownRegion { .. }
             | Error::UnknownOu { .. }
+            | Error::UnknownExcludedAccount { .. }
+            | Error::OusNeedOrganization { .. }
             | Error::JournalRead { .. }
             | Error::NoTerminal => ExitStatus::Usage,
             Error::NoCredentials { .. }

@@ -274,8 +274,8 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Run>, ReadError> {
             match entry.format_version {
                 Some(FORMAT_VERSION) => {}
                 other => {
-                    let found =
-                        other.map_or_else(|| "no version".to_owned(), |v| format!("version {v}"));
+                    let found = other
+                        .map_or_else(|| "without a version".to_owned(), |v| format!("version {v}"));
                     return Err(ReadError(format!(
                         "line {number}: journal format {found} is not the one this imds-sweep \
                          reads (version {FORMAT_VERSION}); use the imds-sweep that wrote it"

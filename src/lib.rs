@@ -85,7 +85,7 @@ async fn sweep(
 
     let changes = report.changes();
     if changes.is_empty() {
-        out.notice("Nothing to change: every instance in scope is enforced or not actionable.");
+        out.notice(nothing_to_change(&report));
         return Ok(scan_status);
     }
     if settings.dry_run {
@@ -141,14 +141,15 @@ async fn prepare(settings: &Settings, out: Output) -> Result<Prepared, Error> {
     ));
 
     let (targets, mut skipped) = match mode.mode {
-        ModeKind::SingleAccount => (vec![targets::caller_target(&session, None)], Vec::new()),
+        ModeKind::SingleAccount => targets::single_account_targets(settings, &session, &mode)?,
         ModeKind::Organization => {
             let all = match visibility {
                 Some(organization::Visibility::CanList { accounts, .. }) => accounts,
                 _ => Vec::new(),
             };
             let management = mode.management_account_id.as_deref();
-            let org = targets::Org { api: &organizations, accounts: all, management };
+            let id = mode.organization_id.as_deref().unwrap_or_default();
+            let org = targets::Org { api: &organizations, accounts: all, management, id };
             targets::organization_targets(settings, &session, org, &pacer).await?
         }
     };
@@ -177,8 +178,7 @@ async fn scan_accounts(
     for (target, result) in results {
         match result {
             Ok(scan) => scans.push(scan),
-            Err(ScanError::UnknownRegion(region)) => {
-                let source_name = settings.regions.include_source.clone();
+            Err(ScanError::UnknownRegion(regions::UnknownRegion { region, source_name })) => {
                 return Err(Error::UnknownRegion { region, source_name });
             }
             Err(ScanError::Regions(error)) if mode == ModeKind::SingleAccount => {
@@ -195,6 +195,17 @@ async fn scan_accounts(
         }
     }
     Ok((scans, skipped))
+}
+
+/// Why a sweep has nothing to change, without claiming more than the scan saw.
+fn nothing_to_change(report: &ScanReport) -> &'static str {
+    if report.is_partial() {
+        "Nothing to change in what was scanned; the accounts and regions skipped above were not."
+    } else if report.totals.regions_scanned == 0 {
+        "Nothing to change: no account-region was in scope (see the account and region lists)."
+    } else {
+        "Nothing to change: every instance in scope is enforced or not actionable."
+    }
 }
 
 fn run_header<'a>(

@@ -24,11 +24,13 @@ pub fn init(verbose: u8, quiet: bool) {
         .init();
 }
 
-/// The SDK's own crates stay at warn or info: their debug output is request-level detail.
+/// The SDK's own crates stay at error by default (a credential provider's failure is also
+/// our own one-line error, and its warnings span lines), warn or info with `-v`: their
+/// debug output is request-level detail.
 fn default_filter(verbose: u8, quiet: bool) -> &'static str {
     match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
+        (false, 0) => "error,imds_sweep=warn",
         (false, 1) => "warn,imds_sweep=info",
         (false, _) => "info,imds_sweep=debug",
     }
@@ -46,7 +48,7 @@ mod tests {
     #[test]
     fn verbosity_widens_only_our_own_logs() {
         assert_eq!(default_filter(0, true), "error");
-        assert_eq!(default_filter(0, false), "warn");
+        assert_eq!(default_filter(0, false), "error,imds_sweep=warn");
         assert_eq!(default_filter(1, false), "warn,imds_sweep=info");
         assert_eq!(default_filter(5, false), "info,imds_sweep=debug");
     }

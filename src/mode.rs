@@ -89,8 +89,7 @@ pub fn choose(
             format!("the organization cannot be described from account {caller_account} ({error})")
         }
         Visibility::CannotList { organization_id, error } => format!(
-            "account {caller_account} is a member of {organization_id} but may not list its \
-             accounts ({})",
+            "account {caller_account} is in {organization_id} but may not list its accounts ({})",
             error.code.as_deref().unwrap_or("access denied")
         ),
     };
@@ -137,7 +136,7 @@ mod tests {
         let member = Visibility::CannotList { organization_id: "o-abc".into(), error: denied() };
         let mode = choose(ModeSetting::Auto, "222222222222", Some(&member)).expect("mode");
         assert_eq!(mode.mode, ModeKind::SingleAccount);
-        assert!(mode.reason.contains("member of o-abc") && mode.reason.contains("AccessDenied"));
+        assert!(mode.reason.contains("is in o-abc") && mode.reason.contains("AccessDenied"));
         let alone =
             choose(ModeSetting::Auto, "3", Some(&Visibility::NotInOrganization)).expect("mode");
         assert!(alone.reason.contains("not in an organization"));

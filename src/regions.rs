@@ -22,11 +22,25 @@ pub struct Selection {
     pub not_enabled: Vec<String>,
 }
 
-/// Picks the regions to scan from DescribeRegions' answer; `Err` names an included region
-/// that is not a region of this partition at all.
-pub fn select(all: &[RegionInfo], filter: &RegionFilter) -> Result<Selection, String> {
-    if let Some(unknown) = filter.include.iter().find(|r| !all.iter().any(|i| &i.name == *r)) {
-        return Err(unknown.clone());
+/// A region the user named, in an include or an exclude list, that is no region of the
+/// partition: a typo, which in an exclude list would sweep the region meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownRegion {
+    pub region: String,
+    /// Where the name came from (`--region`, or the config file and key).
+    pub source_name: String,
+}
+
+/// Picks the regions to scan from DescribeRegions' answer.
+pub fn select(all: &[RegionInfo], filter: &RegionFilter) -> Result<Selection, UnknownRegion> {
+    let unknown = |names: &[String], source: &str| {
+        let name = names.iter().find(|r| !all.iter().any(|i| &i.name == *r))?;
+        Some(UnknownRegion { region: name.clone(), source_name: source.to_owned() })
+    };
+    let unknown = unknown(&filter.include, &filter.include_source)
+        .or_else(|| unknown(&filter.exclude, &filter.exclude_source));
+    if let Some(unknown) = unknown {
+        return Err(unknown);
     }
     let mut selection = Selection::default();
     for region in all.iter().filter(|r| filter.allows(&r.name)) {
@@ -55,6 +69,7 @@ mod tests {
             include: include.iter().map(|s| s.to_string()).collect(),
             exclude: exclude.iter().map(|s| s.to_string()).collect(),
             include_source: "--region".into(),
+            exclude_source: "cfg.toml, [regions] exclude".into(),
         }
     }
 
@@ -74,7 +89,12 @@ mod tests {
     }
 
     #[test]
-    fn an_included_region_that_does_not_exist_is_an_error() {
-        assert_eq!(select(&regions(), &filter(&["mars-north-1"], &[])), Err("mars-north-1".into()));
+    fn a_named_region_that_does_not_exist_is_an_error_in_either_list() {
+        let error = select(&regions(), &filter(&["mars-north-1"], &[])).expect_err("unknown");
+        assert_eq!(error.region, "mars-north-1");
+        assert_eq!(error.source_name, "--region");
+        let error = select(&regions(), &filter(&[], &["eu-wst-1"])).expect_err("unknown");
+        assert_eq!(error.region, "eu-wst-1");
+        assert_eq!(error.source_name, "cfg.toml, [regions] exclude");
     }
 }

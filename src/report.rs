@@ -26,8 +26,13 @@ pub struct Totals {
     pub accounts_skipped: usize,
     pub regions_scanned: usize,
     pub regions_skipped: usize,
+    /// Instances by status: `enforced`, `needs_enforcement`, `imds_disabled` and
+    /// `not_actionable` add up to `instances`.
     pub instances: usize,
     pub enforced: usize,
+    pub needs_enforcement: usize,
+    /// Instances the sweep would change: those needing enforcement, and those with the
+    /// endpoint disabled and HttpTokens optional.
     pub to_change: usize,
     pub imds_disabled: usize,
     pub not_actionable: usize,
@@ -42,6 +47,7 @@ impl AddAssign for Totals {
         self.regions_skipped += other.regions_skipped;
         self.instances += other.instances;
         self.enforced += other.enforced;
+        self.needs_enforcement += other.needs_enforcement;
         self.to_change += other.to_change;
         self.imds_disabled += other.imds_disabled;
         self.not_actionable += other.not_actionable;
@@ -56,6 +62,7 @@ impl Totals {
             regions_scanned: 1,
             instances: scan.instances.len(),
             enforced: count(Status::Enforced),
+            needs_enforcement: count(Status::NeedsEnforcement),
             to_change: scan.instances.iter().filter(|f| f.change).count(),
             imds_disabled: count(Status::ImdsDisabled),
             not_actionable: count(Status::NotActionable),
@@ -288,7 +295,7 @@ impl From<&crate::plan::Finding> for InstanceRow {
         let or_dash = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), sanitize);
         InstanceRow {
             instance_id: sanitize(&instance.instance_id),
-            name: or_dash(instance.name.as_deref()),
+            name: instance.name.as_deref().map_or_else(|| "-".to_owned(), table_name),
             state: sanitize(&instance.state),
             http_tokens: or_dash(instance.http_tokens.as_deref()),
             endpoint: or_dash(instance.http_endpoint.as_deref()),
@@ -297,6 +304,13 @@ impl From<&crate::plan::Finding> for InstanceRow {
             action: if finding.change { "set required" } else { "-" },
         }
     }
+}
+
+/// Name tags can hold 256 characters; the table shows the start, the JSON report all of it.
+const NAME_WIDTH: usize = 40;
+
+fn table_name(name: &str) -> String {
+    crate::text::truncate(&sanitize(name), NAME_WIDTH)
 }
 
 #[derive(Tabled)]
@@ -312,12 +326,14 @@ struct SummaryRow {
     instances: usize,
     #[tabled(rename = "already enforced")]
     enforced: usize,
-    #[tabled(rename = "to change")]
-    to_change: usize,
+    #[tabled(rename = "needs enforcement")]
+    needs_enforcement: usize,
     #[tabled(rename = "imds disabled")]
     imds_disabled: usize,
     #[tabled(rename = "not actionable")]
     not_actionable: usize,
+    #[tabled(rename = "to change")]
+    to_change: usize,
     errors: usize,
 }
 
@@ -329,9 +345,10 @@ fn summary_row(t: &Totals) -> SummaryRow {
         regions_skipped: t.regions_skipped,
         instances: t.instances,
         enforced: t.enforced,
-        to_change: t.to_change,
+        needs_enforcement: t.needs_enforcement,
         imds_disabled: t.imds_disabled,
         not_actionable: t.not_actionable,
+        to_change: t.to_change,
         errors: t.errors,
     }
 }

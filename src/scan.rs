@@ -58,8 +58,8 @@ pub struct RegionScan {
 pub enum ScanError {
     /// DescribeRegions failed: the account's regions are unknown.
     Regions(ApiError),
-    /// The user included a region that does not exist.
-    UnknownRegion(String),
+    /// The user named a region that does not exist.
+    UnknownRegion(regions::UnknownRegion),
 }
 
 /// How a scan is paced and shown.

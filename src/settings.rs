@@ -20,6 +20,8 @@ pub const DEFAULT_SESSION_PREFIX: &str = "imds-sweep";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub profile: Option<String>,
+    /// The config file, if any, to name it in errors found after loading it.
+    pub config_path: Option<PathBuf>,
     pub mode: ModeSetting,
     pub accounts: IdFilter,
     pub organizational_units: IdFilter,
@@ -64,6 +66,8 @@ pub struct RegionFilter {
     pub exclude: Vec<String>,
     /// Where the include list came from, to name it in errors.
     pub include_source: String,
+    /// Where the exclude list came from.
+    pub exclude_source: String,
 }
 
 impl RegionFilter {
@@ -239,6 +243,7 @@ impl Settings {
 
         Ok(Settings {
             profile: cli.profile.clone(),
+            config_path: cli.config.clone(),
             mode,
             accounts: file.map(|f| ids(&f.accounts)).unwrap_or_default(),
             organizational_units: file.map(|f| ids(&f.organizational_units)).unwrap_or_default(),
@@ -270,7 +275,8 @@ fn region_filter(
     if let Some(bad) = include.iter().find(|r| !looks_like_region(r)) {
         return Err(Error::UnknownRegion { region: bad.clone(), source_name: include_source });
     }
-    Ok(RegionFilter { include, exclude: from_file.exclude, include_source })
+    let exclude_source = config_name.map(|n| format!("{n}, [regions] exclude")).unwrap_or_default();
+    Ok(RegionFilter { include, exclude: from_file.exclude, include_source, exclude_source })
 }
 
 fn assume_role(cli: &Cli, file: Option<&ConfigFile>) -> AssumeRoleSettings {
@@ -422,6 +428,7 @@ mod tests {
             include: vec!["eu-west-1".into(), "us-east-1".into()],
             exclude: vec!["us-east-1".into()],
             include_source: String::new(),
+            exclude_source: String::new(),
         };
         assert!(filter.allows("eu-west-1"));
         assert!(!filter.allows("us-east-1"));

@@ -5,14 +5,42 @@ use std::collections::BTreeSet;
 
 use futures_util::{StreamExt, stream};
 
-use crate::accounts::{self, OuMembers, SkipKind, SkippedAccount};
+use crate::accounts::{self, OuMembers, Reach, SkipKind, SkippedAccount};
 use crate::assume::{self, RoleRequest};
 use crate::error::Error;
+use crate::mode::Mode;
 use crate::organization::{OrgAccount, Organizations};
 use crate::pacer::Pacer;
 use crate::scan::{Access, AccountTarget};
 use crate::session::Session;
 use crate::settings::Settings;
+
+/// A single-account sweep: the caller's account, unless the config's account lists leave it
+/// out. OU lists cannot be checked without the organization, so they are an error here
+/// rather than silently ignored.
+pub fn single_account_targets(
+    settings: &Settings,
+    session: &Session,
+    mode: &Mode,
+) -> Result<(Vec<AccountTarget>, Vec<SkippedAccount>), Error> {
+    let ous = &settings.organizational_units;
+    if !ous.include.is_empty() || !ous.exclude.is_empty() {
+        return Err(Error::OusNeedOrganization {
+            path: config_name(settings),
+            reason: mode.reason.clone(),
+        });
+    }
+    let caller =
+        OrgAccount { id: session.identity.account_id.clone(), name: None, state: "ACTIVE".into() };
+    let selection =
+        accounts::select(&[caller], &settings.accounts, &OuMembers::default(), Reach::CallerOnly);
+    let targets = selection.sweep.into_iter().map(|a| caller_target(session, a.name)).collect();
+    Ok((targets, selection.skipped))
+}
+
+fn config_name(settings: &Settings) -> String {
+    settings.config_path.as_ref().map_or_else(String::new, |p| p.display().to_string())
+}
 
 pub fn caller_target(session: &Session, name: Option<String>) -> AccountTarget {
     AccountTarget {
@@ -30,6 +58,8 @@ pub struct Org<'a> {
     pub accounts: Vec<OrgAccount>,
     /// The management account, named in the hint when it cannot be entered.
     pub management: Option<&'a str>,
+    /// The organization's id, named when the config refers to an account outside it.
+    pub id: &'a str,
 }
 
 /// Applies the config's account and OU lists to the organization's accounts and enters each
@@ -41,7 +71,14 @@ pub async fn organization_targets(
     pacer: &Pacer,
 ) -> Result<(Vec<AccountTarget>, Vec<SkippedAccount>), Error> {
     let ous = ou_members(settings, org.api).await?;
-    let selection = accounts::select(&org.accounts, &settings.accounts, &ous);
+    let selection = accounts::select(&org.accounts, &settings.accounts, &ous, Reach::Organization);
+    if let Some(account) = selection.unknown_excluded.first() {
+        return Err(Error::UnknownExcludedAccount {
+            path: config_name(settings),
+            account: account.clone(),
+            organization: org.id.to_owned(),
+        });
+    }
     let management = org.management;
 
     let reached: Vec<_> = stream::iter(selection.sweep)

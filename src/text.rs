@@ -1,9 +1,23 @@
 //! Text hygiene for anything that came from AWS (tags, error messages) before it is printed.
 
-/// Replaces control characters (terminal escapes included) so that a crafted Name tag cannot
-/// rewrite the user's terminal or forge report lines.
+/// Replaces control characters (terminal escapes included), invisible format characters and
+/// line separators so that a crafted Name tag cannot rewrite the user's terminal, reorder
+/// what a table shows (bidirectional overrides) or forge report lines.
 pub fn sanitize(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
+    text.chars().map(|c| if is_unsafe(c) { '\u{fffd}' } else { c }).collect()
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        )
 }
 
 /// Collapses any run of whitespace into one space and strips control characters.
@@ -29,6 +43,9 @@ mod tests {
     fn escape_sequences_are_neutralised() {
         assert_eq!(sanitize("web\u{1b}[2J-1"), "web\u{fffd}[2J-1");
         assert_eq!(sanitize("line\nbreak"), "line\u{fffd}break");
+        assert_eq!(sanitize("admin\u{202e}gpj.exe"), "admin\u{fffd}gpj.exe", "bidi override");
+        assert_eq!(sanitize("a\u{200b}b\u{2028}c"), "a\u{fffd}b\u{fffd}c");
+        assert_eq!(sanitize("prod-web-1 é 日本"), "prod-web-1 é 日本");
     }
 
     #[test]

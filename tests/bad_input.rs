@@ -39,12 +39,26 @@ fn every_bad_input_gets_one_line_and_its_exit_code() {
     let wrong_type = file("type.toml", "[accounts]\ninclude = \"111111111111\"\n");
     let bad_account = file("account.toml", "[accounts]\nexclude = [\"11111111111\"]\n");
     let bad_ou = file("ou.toml", "[organizational_units]\ninclude = [\"ou-x\"]\n");
+    let excluded_typo = file("typo.toml", "[regions]\nexclude = [\"eu-wst-1\"]\n");
     let header = r#"{"event":"run","run_id":"r1","format_version":1,"time":"t","caller_arn":"a"}"#;
     let truncated = file("truncated.jsonl", &format!("{header}\n{{\"event\":\"attem"));
     let future =
         file("future.jsonl", &header.replace("\"format_version\":1", "\"format_version\":7"));
     let not_journal = file("notes.jsonl", "remember the milk\n");
     let missing = home.path().join("missing.jsonl").to_str().unwrap().to_owned();
+    // A credential process that fails loudly, over several lines of its own.
+    let mut config =
+        std::fs::OpenOptions::new().append(true).open(home.path().join("config")).unwrap();
+    std::io::Write::write_all(
+        &mut config,
+        format!(
+            "\n[profile broken]\nregion = us-east-1\nendpoint_url = {}\ncredential_process = \
+             /bin/sh -c \"echo first >&2; echo second >&2; exit 3\"\n",
+            emulator.url
+        )
+        .as_bytes(),
+    )
+    .unwrap();
 
     let p = ["--profile", PROFILE];
     let cases = [
@@ -90,8 +104,15 @@ fn every_bad_input_gets_one_line_and_its_exit_code() {
             &["`mars-north-1`", "--region"],
             2,
         ),
+        case(
+            "misspelt excluded region",
+            &[&p[..], &["--config", &excluded_typo, "--yes"]].concat(),
+            &["`eu-wst-1`", "typo.toml, [regions] exclude"],
+            2,
+        ),
         case("malformed region", &[&p[..], &["--region", "eu-west"]].concat(), &["`eu-west`"], 2),
         case("nonexistent profile", &["--profile", "ghost"], &["`ghost`", "config"], 2),
+        case("failing credential process", &["--profile", "broken"], &["`broken`"], 3),
         case("expired credentials", &["--profile", BAD_PROFILE], &["ExpiredToken", "revoked"], 3),
         case("no terminal without --yes", &p, &["not a terminal", "--yes"], 2),
         case(
@@ -135,8 +156,7 @@ fn every_bad_input_gets_one_line_and_its_exit_code() {
             assert!(stderr.contains(expected), "{}: expected {expected:?} in\n{stderr}", case.name);
         }
         if case.name != "unknown flag" {
-            let error_lines = stderr.lines().filter(|l| l.starts_with("error:")).count();
-            assert_eq!(error_lines, 1, "{}: one error line\n{stderr}", case.name);
+            assert_eq!(stderr.lines().count(), 1, "{}: one line on stderr\n{stderr}", case.name);
             assert!(
                 stderr.lines().last().unwrap().starts_with("error:"),
                 "{}: {stderr}",

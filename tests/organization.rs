@@ -508,3 +508,56 @@ fn an_organization_sweep_is_reverted_in_every_account_and_an_unreachable_one_lat
         .collect();
     assert_eq!(restored_accounts.len(), 6, "the management account and five members");
 }
+
+#[test]
+fn a_single_account_sweep_honours_the_config_account_lists() {
+    let (emulator, home, org) = setup();
+    let config = home.config_file(&format!("[accounts]\nexclude = [\"{ACCOUNT}\"]\n"));
+    let run = home.run(&[
+        "--profile",
+        PROFILE,
+        "--single-account",
+        "--config",
+        &config,
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    run.expect_code(0);
+    let report = &run.json()[0];
+    assert!(account_ids(report).is_empty(), "the excluded caller account is not swept");
+    assert_eq!(skipped(report, ACCOUNT)["kind"], "excluded");
+    assert_eq!(emulator.options("us-west-2", &org.management_instance).tokens, "optional");
+
+    // A member falls back to single-account mode, where OU lists cannot be checked.
+    home.add_profile("member", &org.prod_web.credentials, &emulator.url);
+    let config =
+        home.config_file(&format!("[organizational_units]\nexclude = [\"{}\"]\n", org.production));
+    let run = home.run(&["--profile", "member", "--config", &config, "--yes"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("[organizational_units] needs organization mode")
+            && run.stderr.contains("imds-sweep.toml"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(org.prod_web.tokens(&emulator), "optional", "nothing changed");
+}
+
+#[test]
+fn an_excluded_id_outside_the_organization_is_a_configuration_error() {
+    let (emulator, home, org) = setup();
+    let config = home.config_file(&format!(
+        "[accounts]\nexclude = [\"{}\", \"999999999999\"]\n",
+        org.excluded.id
+    ));
+    let run = home.run(&["--profile", PROFILE, "--config", &config, "--yes"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("`accounts.exclude` names 999999999999") && run.stderr.contains("o-"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(emulator.requests("ec2:ModifyInstanceMetadataOptions"), 0, "nothing changed");
+    assert_eq!(org.prod_web.tokens(&emulator), "optional");
+}

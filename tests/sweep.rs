@@ -132,7 +132,8 @@ fn json_report_counts_every_instance_and_dry_run_changes_nothing() {
         report["totals"],
         json!({
             "accounts_scanned": 1, "accounts_skipped": 0, "regions_scanned": 20, "regions_skipped": 0, "instances": 10, "enforced": 2,
-            "to_change": 6, "imds_disabled": 2, "not_actionable": 1, "errors": 0
+            "needs_enforcement": 5, "imds_disabled": 2, "not_actionable": 1, "to_change": 6,
+            "errors": 0
         })
     );
     let account = &report["accounts"][0];
