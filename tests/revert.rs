@@ -131,18 +131,28 @@ fn revert_where_the_account_enforces_imdsv2_says_so_once() {
     }
 }
 
-#[test]
-fn a_second_revert_finishes_what_the_first_left_and_repeats_nothing() {
-    let (emulator, home, fleet) = setup();
-    let journal = sweep(&home);
+/// A revert whose one change to the second instance fails; returns that instance.
+fn revert_all_but_one(
+    emulator: &Emulator,
+    home: &Home,
+    fleet: &Fleet,
+    journal: &str,
+) -> (&'static str, String) {
     let (region, stuck) = fleet.changed[1].clone();
     emulator.fault(json!({
         "service": "ec2", "action": "ModifyInstanceMetadataOptions", "params": {"InstanceId": stuck},
         "status": 400, "code": "UnauthorizedOperation", "message": "not now", "times": 1
     }));
-    let first = home.run(&["revert", &journal, "--profile", PROFILE, "--yes"]);
-    first.expect_code(4);
+    home.run(&["revert", journal, "--profile", PROFILE, "--yes"]).expect_code(4);
     assert_eq!(emulator.options(region, &stuck).tokens, "required", "its revert failed");
+    (region, stuck)
+}
+
+#[test]
+fn a_second_revert_finishes_what_the_first_left_and_repeats_nothing() {
+    let (emulator, home, fleet) = setup();
+    let journal = sweep(&home);
+    revert_all_but_one(&emulator, &home, &fleet, &journal);
     emulator.control("DELETE", "requests", None);
 
     // The second revert undoes the same sweep again (not the first revert), restores the one
@@ -171,12 +181,7 @@ fn a_second_revert_finishes_what_the_first_left_and_repeats_nothing() {
 fn an_instance_enforced_again_after_an_earlier_revert_is_left_alone() {
     let (emulator, home, fleet) = setup();
     let journal = sweep(&home);
-    let (region, stuck) = fleet.changed[1].clone();
-    emulator.fault(json!({
-        "service": "ec2", "action": "ModifyInstanceMetadataOptions", "params": {"InstanceId": stuck},
-        "status": 400, "code": "UnauthorizedOperation", "message": "not now", "times": 1
-    }));
-    home.run(&["revert", &journal, "--profile", PROFILE, "--yes"]).expect_code(4);
+    let (region, stuck) = revert_all_but_one(&emulator, &home, &fleet, &journal);
 
     // Someone enforces a restored instance again: the run's value, but not the run's doing.
     let (enforced_region, enforced) = &fleet.changed[0];
