@@ -62,6 +62,12 @@ impl ApiError {
             SdkError::ConstructionFailure(_) => {
                 (ApiErrorKind::Other, Some("the request could not be built".into()))
             }
+            SdkError::ResponseError(_) => (
+                ApiErrorKind::Other,
+                Some(
+                    "the response could not be read (cut short or not what the API returns)".into(),
+                ),
+            ),
             _ => (kind_of(err.code()), err.message().map(str::to_owned)),
         };
         ApiError {

@@ -110,16 +110,40 @@ impl AssumeRoleSettings {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     mode: Option<ModeSetting>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "table")]
     accounts: Lists,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "table")]
     organizational_units: Lists,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "table")]
     regions: Lists,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "table")]
     assume_role: AssumeRoleSection,
     #[serde(default)]
     account: Vec<AccountSection>,
+}
+
+/// A section that must be written as a table. Derived structs also accept an array of their
+/// fields in order, so `regions = ["eu-west-1"]` would be misread or get a baffling error.
+fn table<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OnlyTable<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OnlyTable<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a table such as [regions] with include = [...] and exclude = [...]")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer.deserialize_map(OnlyTable(std::marker::PhantomData))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -484,6 +508,8 @@ mod tests {
             ("[regions]\ninclude = \"eu-west-1\"\n", "line 2", "sequence"),
             ("[accounts]\ninclude = [111111111111]\n", "line 2", "string"),
             ("[regions\n", "line 1", ""),
+            ("regions = [\"us-east-1\"]\n", "line 1", "a table such as [regions]"),
+            ("accounts = [[], [\"111111111111\"]]\n", "line 1", "a table"),
         ];
         for (text, line, key) in cases {
             let err = resolve(text, &[]).expect_err(text);
