@@ -90,14 +90,15 @@ async fn sweep(
     }
     if settings.dry_run {
         let count = changes.len();
-        out.notice(&format!("Dry run: {count} instances would be changed; nothing was modified."));
+        let count = text::count(count, "instance");
+        out.notice(&format!("Dry run: {count} would be changed; nothing was modified."));
         return Ok(scan_status);
     }
     let question = format!(
-        "Set HttpTokens=required on {} instances in {} account(s) and {} region(s)?",
-        changes.len(),
-        report.accounts_with_changes(),
-        report.regions_with_changes()
+        "Set HttpTokens=required on {} in {} and {}?",
+        text::count(changes.len(), "instance"),
+        text::count(report.accounts_with_changes(), "account"),
+        text::count(report.regions_with_changes(), "region")
     );
     if let Some(stop) = confirm::approve(settings.yes, question, interrupt).await? {
         return Ok(stop);

@@ -16,7 +16,7 @@ use crate::mode::Mode;
 use crate::plan::{Change, Status};
 use crate::scan::{Access, AccountScan, RegionScan};
 use crate::session::CallerIdentity;
-use crate::text::sanitize;
+use crate::text::{count, sanitize};
 use crate::verify::Verification;
 
 /// Counts shown per region, per account and for the whole sweep.
@@ -205,24 +205,31 @@ fn write_account(out: &mut dyn Write, account: &AccountReport) -> io::Result<()>
         let totals = Totals::of_region(region);
         writeln!(
             out,
-            "\n  {}: {} instances, {} to change",
-            region.region, totals.instances, totals.to_change
+            "\n  {}: {}, {} to change",
+            region.region,
+            count(totals.instances, "instance"),
+            totals.to_change
         )?;
         let rows = region.instances.iter().map(InstanceRow::from);
         writeln!(out, "{}", indent(&styled(Table::new(rows)).to_string()))?;
     }
     if !empty.is_empty() {
         // Named in the JSON report; here a count keeps large sweeps readable.
-        writeln!(out, "\n  {} other regions scanned: no instances", empty.len())?;
+        let others = count(empty.len(), "other region");
+        writeln!(out, "\n  {others} scanned: no instances")?;
     }
     if !scan.skipped_regions.is_empty() {
-        writeln!(out, "\n  {} regions skipped (listed below)", scan.skipped_regions.len())?;
+        let skipped = count(scan.skipped_regions.len(), "region");
+        writeln!(out, "\n  {skipped} skipped (listed below)")?;
     }
     let totals = &account.totals;
     write!(
         out,
-        "\n  Account {}: {} instances, {} already enforced, {} to change",
-        scan.account_id, totals.instances, totals.enforced, totals.to_change
+        "\n  Account {}: {}, {} already enforced, {} to change",
+        scan.account_id,
+        count(totals.instances, "instance"),
+        totals.enforced,
+        totals.to_change
     )?;
     // Terminated instances, and those with the endpoint off and tokens already required.
     match totals.instances - totals.enforced - totals.to_change {
@@ -580,7 +587,8 @@ impl EnforcementReport {
 }
 
 fn write_verification(out: &mut dyn Write, v: &Verification) -> io::Result<()> {
-    write!(out, "Verified: {} instances read back with the new setting", v.verified)?;
+    let verified = count(v.verified, "instance");
+    write!(out, "Verified: {verified} read back with the new setting")?;
     if v.recovered > 0 {
         write!(out, " ({} of them after a failed call that took effect anyway)", v.recovered)?;
     }

@@ -96,12 +96,13 @@ pub async fn run(
         return Ok(status);
     }
     if settings.dry_run {
-        out.notice(&format!("Dry run: {} instances would be restored.", plan.changes.len()));
+        let count = crate::text::count(plan.changes.len(), "instance");
+        out.notice(&format!("Dry run: {count} would be restored."));
         return Ok(status);
     }
     let question = format!(
-        "Restore the HttpTokens value of {} instances as it was before run {}?",
-        plan.changes.len(),
+        "Restore the HttpTokens value of {} as it was before run {}?",
+        crate::text::count(plan.changes.len(), "instance"),
         run.run_id
     );
     if let Some(stop) = confirm::approve(settings.yes, question, interrupt).await? {
@@ -423,10 +424,10 @@ impl RevertPlan {
     pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
         write!(
             out,
-            "Revert of run {} ({}): {} instances to restore, {} left alone",
+            "Revert of run {} ({}): {} to restore, {} left alone",
             self.run_id,
             self.journal.display(),
-            self.changes.len(),
+            crate::text::count(self.changes.len(), "instance"),
             self.left_alone.len()
         )?;
         match self.already_restored.len() {

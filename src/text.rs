@@ -25,6 +25,11 @@ pub fn one_line(text: &str) -> String {
     sanitize(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// `1 instance`, `2 instances`: a count with its noun, plural but for one.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// Cuts text to at most `max` characters, marking the cut with an ellipsis.
 pub fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -46,6 +51,13 @@ mod tests {
         assert_eq!(sanitize("admin\u{202e}gpj.exe"), "admin\u{fffd}gpj.exe", "bidi override");
         assert_eq!(sanitize("a\u{200b}b\u{2028}c"), "a\u{fffd}b\u{fffd}c");
         assert_eq!(sanitize("prod-web-1 é 日本"), "prod-web-1 é 日本");
+    }
+
+    #[test]
+    fn counts_are_plural_but_for_one() {
+        assert_eq!(count(1, "instance"), "1 instance");
+        assert_eq!(count(0, "region"), "0 regions");
+        assert_eq!(count(12, "account"), "12 accounts");
     }
 
     #[test]

@@ -299,7 +299,7 @@ fn the_text_report_groups_by_account_and_asks_once() {
     );
     assert_eq!(run.stderr.matches("[y/N]").count(), 1, "one confirmation: {}", run.stderr);
     assert!(
-        run.stderr.contains("6 instances in 5 account(s) and 3 region(s)"),
+        run.stderr.contains("6 instances in 5 accounts and 3 regions"),
         "{}\n{out}",
         run.stderr
     );
@@ -495,7 +495,7 @@ fn an_organization_sweep_is_reverted_in_every_account_and_an_unreachable_one_lat
     assert!(
         second
             .stdout
-            .contains("1 instances to restore, 0 left alone, 6 restored by an earlier revert"),
+            .contains("1 instance to restore, 0 left alone, 6 restored by an earlier revert"),
         "{}",
         second.stdout
     );

@@ -162,7 +162,7 @@ fn a_second_revert_finishes_what_the_first_left_and_repeats_nothing() {
     assert!(
         second
             .stdout
-            .contains("1 instances to restore, 0 left alone, 3 restored by an earlier revert"),
+            .contains("1 instance to restore, 0 left alone, 3 restored by an earlier revert"),
         "{}",
         second.stdout
     );
@@ -202,7 +202,7 @@ fn an_instance_enforced_again_after_an_earlier_revert_is_left_alone() {
     assert!(
         second
             .stdout
-            .contains("1 instances to restore, 1 left alone, 2 restored by an earlier revert"),
+            .contains("1 instance to restore, 1 left alone, 2 restored by an earlier revert"),
         "{}",
         second.stdout
     );

@@ -170,7 +170,7 @@ fn declined_prompt_changes_nothing() {
     let run = home.run_in_terminal(&["--profile", PROFILE], "n\\n");
     run.expect_code(5);
     assert!(run.stderr.contains("[y/N]"), "the prompt is on stderr: {}", run.stderr);
-    assert!(run.stderr.contains("6 instances in 1 account(s) and 3 region(s)"), "{}", run.stderr);
+    assert!(run.stderr.contains("6 instances in 1 account and 3 regions"), "{}", run.stderr);
     assert_untouched(&emulator, &fleet);
 }
 
