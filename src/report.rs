@@ -600,8 +600,8 @@ fn write_verification(out: &mut dyn Write, v: &Verification) -> io::Result<()> {
             m.account_id, m.region, m.instance_id, m.found
         )?;
     }
-    if !v.still_pending.is_empty() {
-        writeln!(out, "  still pending: {}", v.still_pending.join(", "))?;
+    for p in &v.still_pending {
+        writeln!(out, "  still pending: {} {} {}", p.account_id, p.region, p.instance_id)?;
     }
     for unreadable in &v.unreadable {
         writeln!(out, "  could not read back {unreadable}")?;

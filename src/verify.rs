@@ -29,9 +29,17 @@ pub struct Verification {
     /// Instances that do not hold the intended value after a successful call, or are gone.
     pub mismatches: Vec<Mismatch>,
     /// Running instances still reporting `pending` when `--wait` gave up.
-    pub still_pending: Vec<String>,
+    pub still_pending: Vec<PendingChange>,
     /// Account-regions that could not be read back, with the error.
     pub unreadable: Vec<String>,
+}
+
+/// A running instance whose change EC2 had not applied when `--wait` gave up.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PendingChange {
+    pub account_id: String,
+    pub region: String,
+    pub instance_id: String,
 }
 
 /// An instance not in the state the sweep meant to leave it in.
@@ -173,6 +181,10 @@ fn check(
     }
     // Without --wait, pending is the normal state right after a change.
     if waited && succeeded && current.is_some_and(is_pending) {
-        verification.still_pending.push(change.instance_id.clone());
+        verification.still_pending.push(PendingChange {
+            account_id: change.account_id.clone(),
+            region: change.region.clone(),
+            instance_id: change.instance_id.clone(),
+        });
     }
 }

@@ -513,5 +513,6 @@ fn wait_waits_for_pending_changes_to_be_applied() {
         ["--profile", PROFILE, "--yes", "--region", "us-east-1", "--wait", "--wait-timeout", "2"];
     let run = home.run(&args);
     run.expect_code(4);
-    assert!(run.stdout.contains(&format!("still pending: {id}")), "{}", run.stdout);
+    let line = format!("still pending: {ACCOUNT} us-east-1 {id}");
+    assert!(run.stdout.contains(&line), "{}", run.stdout);
 }
