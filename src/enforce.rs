@@ -55,7 +55,7 @@ pub struct JournalFailure(pub std::io::Error);
 
 impl Enforcer<'_> {
     /// Applies every change; returns the outcomes sorted by account, region and instance.
-    pub async fn run(&self, changes: Vec<Change>) -> (Vec<Outcome>, Option<JournalFailure>) {
+    pub async fn run(&self, mut changes: Vec<Change>) -> (Vec<Outcome>, Option<JournalFailure>) {
         let broken = AtomicBool::new(false);
         let first_error = std::sync::Mutex::new(None);
         let mut clients: BTreeMap<(String, String), Ec2> = BTreeMap::new();
@@ -68,6 +68,8 @@ impl Enforcer<'_> {
                 clients.insert(key, ec2);
             }
         }
+        // Ctrl-C here leaves every change not attempted, as it would a moment later.
+        let _ = self.interrupt.race(refresh_before(&mut changes, &clients, self.pacer)).await;
 
         // One stream for the whole sweep, its window twice the global cap: wide enough to keep
         // every place in flight busy, bounded whatever the size of the sweep, and spread over
@@ -134,6 +136,57 @@ impl Enforcer<'_> {
             ChangeResult::Pending => self.journal.outcome(change, "pending", None),
             ChangeResult::Failed(error) => self.journal.outcome(change, "failed", Some(error)),
             ChangeResult::NotAttempted => Ok(()),
+        }
+    }
+}
+
+/// Reads the instances again right before they are changed, so that each attempt journals the
+/// value it replaces now rather than at the scan: the confirmation may have waited, and
+/// someone may have changed an instance meanwhile. A revert then restores exactly what was
+/// there; an instance already at the new value is journalled as such, so no revert touches it.
+/// Where an account-region cannot be read, the scan's values stand.
+async fn refresh_before(
+    changes: &mut [Change],
+    clients: &BTreeMap<(String, String), Ec2>,
+    pacer: &Pacer,
+) {
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (index, change) in changes.iter().enumerate() {
+        let key = (change.account_id.clone(), change.region.clone());
+        groups.entry(key).or_default().push(index);
+    }
+    let ids_of = |indices: &[usize]| -> Vec<String> {
+        indices.iter().map(|&i| changes[i].instance_id.clone()).collect()
+    };
+    let reads: Vec<_> = stream::iter(groups)
+        .filter_map(|(key, indices)| {
+            let ec2 = clients.get(&key);
+            let ids = ids_of(&indices);
+            std::future::ready(
+                ec2.map(|ec2| async move { (key, indices, ec2.instances_by_id(&ids).await) }),
+            )
+        })
+        .buffer_unordered(pacer.global_cap())
+        .collect()
+        .await;
+    for ((account, region), indices, read) in reads {
+        let found: BTreeMap<String, Option<String>> = match read {
+            Ok(records) => records.into_iter().map(|r| (r.instance_id, r.http_tokens)).collect(),
+            Err(error) => {
+                warn!(%account, %region, %error, "cannot read instances again before changing");
+                continue;
+            }
+        };
+        for index in indices {
+            let change = &mut changes[index];
+            let Some(Some(now)) = found.get(&change.instance_id) else { continue };
+            if *now != change.http_tokens_before {
+                info!(
+                    instance = %change.instance_id, was = %change.http_tokens_before, now = %now,
+                    "HttpTokens changed since the scan"
+                );
+                change.http_tokens_before.clone_from(now);
+            }
         }
     }
 }

@@ -336,7 +336,8 @@ fn region_flags_restrict_the_sweep() {
         journal.to_str().unwrap(),
     ]);
     run.expect_code(0);
-    assert_eq!(emulator.requests("ec2:DescribeInstances"), 2, "one region scanned, one read-back");
+    let reads = emulator.requests("ec2:DescribeInstances");
+    assert_eq!(reads, 3, "one region scanned, read again before the change, read back");
     assert_eq!(fleet.tokens(&emulator, "eu-1"), "required");
     assert_eq!(fleet.tokens(&emulator, "web-1"), "optional");
 
@@ -374,8 +375,8 @@ fn every_page_of_a_large_region_is_swept() {
     run.expect_code(0);
     assert_eq!(
         emulator.requests("ec2:DescribeInstances"),
-        4,
-        "two pages to scan, two to read back"
+        6,
+        "two pages to scan, two to read again before the changes, two to read back"
     );
     for id in &ids {
         assert_eq!(emulator.options("eu-north-1", id).tokens, "required", "{id}");
@@ -515,4 +516,55 @@ fn wait_waits_for_pending_changes_to_be_applied() {
     run.expect_code(4);
     let line = format!("still pending: {ACCOUNT} us-east-1 {id}");
     assert!(run.stdout.contains(&line), "{}", run.stdout);
+}
+
+#[test]
+fn an_instance_changed_after_the_scan_is_journalled_with_the_value_it_had_then() {
+    let (emulator, home, fleet) = setup();
+    // The read right before enforcement (by instance id) is held back for three seconds,
+    // time enough for someone else to enforce web-1 between the scan and the change.
+    emulator.fault(json!({
+        "service": "ec2", "action": "DescribeInstances",
+        "params": {"Filter.1.Name": "instance-id"}, "delay_ms": 3000, "times": 1
+    }));
+    let journal = home.journal();
+    let journal = journal.to_str().unwrap();
+    let args = ["--profile", PROFILE, "--region", "us-east-1", "--yes", "--journal", journal];
+    std::thread::scope(|scope| {
+        let sweep = scope.spawn(|| home.run(&args));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while emulator.control("GET", "stats", None)["faulted"].as_u64() == Some(0) {
+            assert!(std::time::Instant::now() < deadline, "the read before enforcing never came");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        emulator
+            .block_on(
+                emulator
+                    .ec2("us-east-1")
+                    .modify_instance_metadata_options()
+                    .instance_id(fleet.id("web-1"))
+                    .http_tokens(aws_sdk_ec2::types::HttpTokensState::Required)
+                    .send(),
+            )
+            .unwrap();
+        sweep.join().unwrap().expect_code(0);
+    });
+
+    let records = home.journal_records();
+    let before = |name: &str| {
+        let attempt = records
+            .iter()
+            .find(|r| r["event"] == "attempt" && r["instance_id"] == fleet.id(name))
+            .unwrap();
+        attempt["http_tokens_before"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(before("web-1"), "required", "the value right before the change");
+    assert_eq!(before("batch-2"), "optional");
+
+    // So the undo leaves web-1 as someone else set it, and restores the rest.
+    home.run(&["revert", journal, "--profile", PROFILE, "--yes"]).expect_code(0);
+    assert_eq!(fleet.tokens(&emulator, "web-1"), "required");
+    for name in ["batch-2", "dark-5", "hop-7"] {
+        assert_eq!(fleet.tokens(&emulator, name), "optional", "{name} restored");
+    }
 }

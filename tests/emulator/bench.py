@@ -493,7 +493,8 @@ def pair_critical_path(pair: Pair, prefix: int, latency: float, per_pair: int, m
     """The least time from start to the end of one account-region's work.
 
     Calls in sequence: the prefix, AssumeRole (member accounts), DescribeRegions,
-    one DescribeInstances page; then the modifications, ceil(m / per-pair
+    one DescribeInstances page; ceil(m / 200) calls reading the instances
+    again right before they change; then the modifications, ceil(m / per-pair
     concurrency) rounds of calls, or for more than the bucket's burst, the
     refill time of the rest plus one call; then ceil(m / 200) read-back calls.
     """
@@ -503,7 +504,8 @@ def pair_critical_path(pair: Pair, prefix: int, latency: float, per_pair: int, m
     if m:
         rounds = math.ceil(m / per_pair) * latency
         refill = (m - MODIFY_BURST) / MODIFY_REFILL + latency if m > MODIFY_BURST else 0.0
-        path += max(rounds, refill) + math.ceil(m / IDS_PER_VERIFY_CALL) * latency
+        reads = 2 * math.ceil(m / IDS_PER_VERIFY_CALL)  # before the changes and after
+        path += max(rounds, refill) + reads * latency
     return path
 
 

@@ -41,15 +41,17 @@ def test_prefix_is_the_identity_check_then_the_organization_described_while_list
 
 
 def test_critical_path_of_a_member_pair_within_the_burst():
-    # 4 prefix + AssumeRole + DescribeRegions + DescribeInstances, 7 rounds of 8, 1 read-back.
+    # 4 prefix + AssumeRole + DescribeRegions + DescribeInstances, 1 read before the changes,
+    # 7 rounds of 8, 1 read-back.
     pair = Pair("111111111111", "eu-west-1", member=True, changes=50)
-    assert pair_critical_path(pair, 4, 0.05, 8, modifies=True) == pytest.approx((7 + 7 + 1) * 0.05)
+    expected = (7 + 1 + 7 + 1) * 0.05
+    assert pair_critical_path(pair, 4, 0.05, 8, modifies=True) == pytest.approx(expected)
 
 
 def test_critical_path_beyond_the_burst_is_the_refill_time():
-    # 300 changes: 200 beyond the burst at 5/s, plus one call, plus 2 read-back calls.
+    # 300 changes: 2 reads before them, 200 beyond the burst at 5/s plus one call, 2 read-back.
     pair = Pair("123456789012", "us-east-1", member=False, changes=300)
-    expected = 4 * 0.05 + (200 / 5 + 0.05) + 2 * 0.05
+    expected = 4 * 0.05 + 2 * 0.05 + (200 / 5 + 0.05) + 2 * 0.05
     assert pair_critical_path(pair, 2, 0.05, 8, modifies=True) == pytest.approx(expected)
 
 
@@ -72,8 +74,8 @@ def test_concurrency_one_puts_every_call_on_one_lane():
     pairs = [Pair("1", "us-east-1", False, 10)]
     bound = lower_bound(pairs, {"ec2:X": 100}, {}, 0.05, 1, 0.0, modifies=True)
     assert bound.spread == pytest.approx(5.0)
-    # DescribeRegions, DescribeInstances, 10 modifications one by one, 1 read-back.
-    assert bound.critical_path == pytest.approx((2 + 10 + 1) * 0.05)
+    # DescribeRegions, DescribeInstances, 1 read before, 10 modifications one by one, 1 after.
+    assert bound.critical_path == pytest.approx((2 + 1 + 10 + 1) * 0.05)
 
 
 def test_extrapolation_scales_by_api_calls():
