@@ -89,8 +89,7 @@ async fn sweep(
         return Ok(scan_status);
     }
     if settings.dry_run {
-        let count = changes.len();
-        let count = text::count(count, "instance");
+        let count = text::count(changes.len(), "instance");
         out.notice(&format!("Dry run: {count} would be changed; nothing was modified."));
         return Ok(scan_status);
     }
