@@ -51,6 +51,11 @@ pub struct MetadataDefaults {
 /// Instance ids per DescribeInstances call when reading instances back by id.
 const IDS_PER_CALL: usize = 200;
 
+/// Instances per DescribeInstances page when scanning a region, the most EC2 allows. Without
+/// it EC2 answers a whole region at once, which AWS warns may be throttled or time out in a
+/// large account.
+const SCAN_PAGE_SIZE: i32 = 1000;
+
 /// What ModifyInstanceMetadataOptions answered about the new settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,7 +118,8 @@ impl Ec2 {
 
     /// Every instance in every state, following DescribeInstances pages to the end.
     pub async fn instances(&self) -> Result<Vec<InstanceRecord>, ApiError> {
-        let mut pages = self.client.describe_instances().into_paginator().send();
+        let request = self.client.describe_instances().max_results(SCAN_PAGE_SIZE);
+        let mut pages = request.into_paginator().send();
         let mut records = Vec::new();
         while let Some(page) = self.paced(ActionClass::Describe, pages.next()).await {
             let page = page.map_err(|e| ApiError::from_sdk(&e))?;

@@ -358,7 +358,12 @@ fn a_region_not_enabled_is_reported_as_skipped() {
 fn every_page_of_a_large_region_is_swept() {
     let emulator = Emulator::start();
     let home = Home::new(&emulator);
-    // moto answers DescribeInstances 100 reservations at a time; each launch is one reservation.
+    // The scan asks for pages of 1000, as AWS recommends; the emulator answers 100 reservations
+    // at a time (AWS may return fewer than asked), and each launch is one reservation.
+    emulator.control("POST", "page-size", Some(json!({"max": 100})));
+    emulator.fault(json!({
+        "service": "ec2", "action": "DescribeInstances", "params": {"MaxResults": "1000"}
+    }));
     let ids: Vec<String> = (0..105)
         .map(|_| emulator.launch("eu-north-1", Spec::new("bulk", "running", "optional")))
         .collect();
@@ -378,6 +383,8 @@ fn every_page_of_a_large_region_is_swept() {
         6,
         "two pages to scan, two to read again before the changes, two to read back"
     );
+    let probe = &emulator.control("GET", "faults", None)[0];
+    assert_eq!(probe["hits"], 2, "both scan pages asked for 1000 instances");
     for id in &ids {
         assert_eq!(emulator.options("eu-north-1", id).tokens, "required", "{id}");
     }

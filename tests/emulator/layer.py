@@ -33,6 +33,10 @@ Control API (JSON bodies; a malformed one answers 400 with ``{"error": ...}``):
 * ``POST/GET regions``: region opt-in overrides;
 * ``POST/GET seed``: ``{"seed": 42}`` restarts the random sequence;
 * ``POST/GET pending``: ``{"seconds": 2.0}`` keeps metadata changes pending;
+* ``POST/GET page-size``: ``{"max": 50}`` answers DescribeInstances pages of at most
+  that many reservations, whatever MaxResults asks (AWS may return fewer than asked;
+  ``{"max": null}`` turns it off), so that a client asking for large pages still
+  gets several;
 * ``POST/GET metadata-defaults``: account-level IMDS defaults per account/region;
 * ``POST/GET latency``: ``{"ms": 50, "jitter_ms": 10}``;
 * ``POST/GET buckets``: ``{"enabled": true, "classes": {name: {capacity, refill}}}``;
@@ -904,6 +908,26 @@ class PendingMetadataChanges:
             self._pending.clear()
 
 
+def parse_page_size(document: Any) -> int | None:
+    """Validate a POST /_layer/page-size body; returns the cap, or None for none."""
+    if not isinstance(document, dict) or set(document) != {"max"}:
+        raise ValueError('body must be {"max": N} or {"max": null}')
+    cap = document["max"]
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise ValueError("max must be a positive integer or null")
+    return cap
+
+
+def cap_max_results(environ: dict[str, Any], body: bytes, cap: int) -> None:
+    """Lower a request's MaxResults to ``cap``, rewriting the body moto will read."""
+    fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    capped = [
+        (key, str(cap) if key == "MaxResults" and value.isdigit() and int(value) > cap else value)
+        for key, value in fields
+    ]
+    replace_body(environ, urlencode(capped).encode())
+
+
 def parse_pending(document: Any) -> float:
     """Validate a POST /_layer/pending body; returns the delay in seconds."""
     if not isinstance(document, dict) or set(document) - {"seconds"}:
@@ -1211,6 +1235,7 @@ class EmulatorLayer:
         self.latency = Latency(self.rng, startup.latency)
         self.buckets = TokenBuckets(startup.buckets)
         self.pending = PendingMetadataChanges()
+        self.page_size: int | None = None
         self.metadata_defaults = MetadataDefaults()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -1270,6 +1295,8 @@ class EmulatorLayer:
                 return metadata_defaults_reply(req, self.metadata_defaults.get(req.account, req.region))
             if req.action == "ModifyInstanceMetadataOptions":
                 return self.answer_modify_metadata_options(req, environ, body)
+            if req.action == "DescribeInstances" and self.page_size is not None:
+                cap_max_results(environ, body, self.page_size)
         if req.service == "organizations" and req.action in ORGANIZATIONS_ADMIN_READS:
             return self.answer_organization_read(req, environ)
         return self.forward(environ)
@@ -1344,6 +1371,8 @@ class EmulatorLayer:
             ("seed", "GET"): lambda _: json_reply(200, {"seed": self.rng.seed_value}),
             ("pending", "POST"): self._set_pending,
             ("pending", "GET"): lambda _: json_reply(200, {"seconds": self.pending.seconds}),
+            ("page-size", "POST"): self._set_page_size,
+            ("page-size", "GET"): lambda _: json_reply(200, {"max": self.page_size}),
             ("metadata-defaults", "POST"): self._set_metadata_defaults,
             ("metadata-defaults", "GET"): lambda _: json_reply(200, self.metadata_defaults.snapshot()),
             ("latency", "POST"): self._set_latency,
@@ -1419,6 +1448,10 @@ class EmulatorLayer:
         self.pending.configure(parse_pending(document))
         return json_reply(200, {"seconds": self.pending.seconds})
 
+    def _set_page_size(self, document: Any) -> Reply:
+        self.page_size = parse_page_size(document)
+        return json_reply(200, {"max": self.page_size})
+
     def _set_metadata_defaults(self, document: Any) -> Reply:
         account, region, settings = parse_metadata_defaults(document)
         self.metadata_defaults.set(account, region, settings)
@@ -1437,6 +1470,7 @@ class EmulatorLayer:
         self.clear_stats()
         self.opt_ins.clear()
         self.pending.clear()
+        self.page_size = None
         self.metadata_defaults.clear()
         self.latency.configure(self.startup.latency)
         self.buckets.configure(self.startup.buckets)

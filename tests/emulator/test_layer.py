@@ -706,6 +706,28 @@ def test_change_is_pending_for_the_configured_time_then_applied(client, control)
     assert (applied["State"], applied["HttpTokens"]) == ("applied", "optional")
 
 
+def test_page_size_caps_describe_instances_pages_whatever_max_results_asks(client, control):
+    ec2 = client("ec2")
+    launched = {launch(ec2) for _ in range(5)}
+    page = ec2.describe_instances(MaxResults=1000)
+    assert len(page["Reservations"]) == 5 and "NextToken" not in page  # off by default
+
+    assert control("POST", "/_layer/page-size", {"max": 2}) == (200, {"max": 2})
+    seen, pages, token = set(), 0, None
+    while True:
+        extra = {"NextToken": token} if token else {}
+        page = ec2.describe_instances(MaxResults=1000, **extra)
+        pages += 1
+        assert len(page["Reservations"]) <= 2
+        seen |= {i["InstanceId"] for r in page["Reservations"] for i in r["Instances"]}
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert (pages, seen) == (3, launched)
+    assert control("POST", "/_layer/page-size", {"max": 0})[0] == 400
+    assert control("POST", "/_layer/page-size", {"max": None}) == (200, {"max": None})
+
+
 def test_change_on_stopped_instance_is_never_pending(client, control):
     ec2 = client("ec2")
     instance_id = launch(ec2)
