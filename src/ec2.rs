@@ -1,6 +1,7 @@
 //! The EC2 layer: the only module that touches EC2 SDK types. Everything above it works with
 //! the compact records defined here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_config::{Region, SdkConfig};
@@ -129,10 +130,13 @@ impl Ec2 {
         Ok(records)
     }
 
-    /// The given instances as they are now; ids that no longer exist are simply absent.
+    /// The given instances as they are now, by id; ids that no longer exist are simply absent.
     /// A filter is used rather than InstanceIds, which fails the whole call on one unknown id.
-    pub async fn instances_by_id(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, ApiError> {
-        let mut records = Vec::with_capacity(ids.len());
+    pub async fn instances_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, InstanceRecord>, ApiError> {
+        let mut records = BTreeMap::new();
         for batch in ids.chunks(IDS_PER_CALL) {
             let filter =
                 Filter::builder().name("instance-id").set_values(Some(batch.to_vec())).build();
@@ -141,7 +145,7 @@ impl Ec2 {
             while let Some(page) = self.paced(ActionClass::Describe, pages.next()).await {
                 let page = page.map_err(|e| ApiError::from_sdk(&e))?;
                 let instances = page.reservations().iter().flat_map(|r| r.instances());
-                records.extend(instances.filter_map(record_of));
+                records.extend(instances.filter_map(record_of).map(|r| (r.instance_id.clone(), r)));
             }
         }
         Ok(records)

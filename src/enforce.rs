@@ -170,8 +170,8 @@ async fn refresh_before(
         .collect()
         .await;
     for ((account, region), indices, read) in reads {
-        let found: BTreeMap<String, Option<String>> = match read {
-            Ok(records) => records.into_iter().map(|r| (r.instance_id, r.http_tokens)).collect(),
+        let found = match read {
+            Ok(records) => records,
             Err(error) => {
                 warn!(%account, %region, %error, "cannot read instances again before changing");
                 continue;
@@ -179,7 +179,10 @@ async fn refresh_before(
         };
         for index in indices {
             let change = &mut changes[index];
-            let Some(Some(now)) = found.get(&change.instance_id) else { continue };
+            let Some(now) = found.get(&change.instance_id).and_then(|r| r.http_tokens.as_ref())
+            else {
+                continue;
+            };
             if *now != change.http_tokens_before {
                 info!(
                     instance = %change.instance_id, was = %change.http_tokens_before, now = %now,

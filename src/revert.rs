@@ -345,9 +345,7 @@ async fn check_group(
 
     let ids: Vec<String> = members.iter().map(|c| c.instance_id.clone()).collect();
     let current = match ec2.instances_by_id(&ids).await {
-        Ok(records) => {
-            records.into_iter().map(|r| (r.instance_id.clone(), r)).collect::<BTreeMap<_, _>>()
-        }
+        Ok(records) => records,
         Err(error) => {
             let reason = format!("cannot read the instances: {error}");
             let left_alone = members.iter().map(|c| leave(c, region, &reason)).collect();

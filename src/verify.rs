@@ -130,12 +130,7 @@ async fn read_back(
     deadline: Option<Instant>,
 ) -> Result<BTreeMap<String, InstanceRecord>, crate::aws_error::ApiError> {
     loop {
-        let found: BTreeMap<String, InstanceRecord> = ec2
-            .instances_by_id(ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.instance_id.clone(), r))
-            .collect();
+        let found = ec2.instances_by_id(ids).await?;
         let pending = found.values().filter(|r| is_pending(r)).count();
         match deadline {
             Some(deadline) if pending > 0 && Instant::now() < deadline => {

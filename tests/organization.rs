@@ -139,6 +139,12 @@ fn account_ids(report: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The scanned account `account` of a scan report.
+fn scanned<'a>(report: &'a Value, account: &str) -> &'a Value {
+    let accounts = report["accounts"].as_array().unwrap();
+    accounts.iter().find(|a| a["account_id"] == account).unwrap()
+}
+
 fn skipped<'a>(report: &'a Value, account: &str) -> &'a Value {
     report["skipped_accounts"]
         .as_array()
@@ -215,18 +221,12 @@ fn an_organization_sweep_enforces_every_included_reachable_account_and_no_other(
         ))
     );
 
-    let sandbox = report["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["account_id"] == org.sandbox.id.as_str())
-        .unwrap();
+    let sandbox = scanned(report, &org.sandbox.id);
     assert_eq!(
         sandbox["access"]["role_arn"],
         format!("arn:aws:iam::{}:role/SecurityAuditRemediation", org.sandbox.id)
     );
-    let management =
-        report["accounts"].as_array().unwrap().iter().find(|a| a["account_id"] == ACCOUNT).unwrap();
+    let management = scanned(report, ACCOUNT);
     assert_eq!(management["access"]["type"], "caller_credentials");
 
     let result = &documents[1];
@@ -430,12 +430,7 @@ fn a_delegated_administrator_sweeps_the_organization_and_is_told_about_the_manag
     assert_eq!(report["mode"]["mode"], "organization");
     let reason = report["mode"]["reason"].as_str().unwrap();
     assert!(reason.contains("delegated administrator"), "{reason}");
-    let own = report["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["account_id"] == org.prod_web.id.as_str())
-        .unwrap();
+    let own = scanned(report, &org.prod_web.id);
     assert_eq!(own["access"]["type"], "caller_credentials");
 
     let management = skipped(report, ACCOUNT);
