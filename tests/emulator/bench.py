@@ -824,8 +824,9 @@ def binary_text(binary: Path) -> str:
 
 
 def default_binary() -> Path:
-    release = REPO / "target" / "release" / "imds-sweep"
-    return release if release.exists() else REPO / "target" / "debug" / "imds-sweep"
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    release = target / "release" / "imds-sweep"
+    return release if release.exists() else target / "debug" / "imds-sweep"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
